@@ -1,0 +1,274 @@
+/* common: error paths, checked wrappers, logging, timers, bounded strings, temp-file cleanup.
+ * See include/mdiff/common.h for the contract. Uses MPI only to learn rank/size and to abort. */
+#include "mdiff/common.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char g_progname[64] = "mdiff";
+static void (*g_error_hook)(void) = NULL;
+
+#define MAX_TMPFILES 16
+static char g_tmpfiles[MAX_TMPFILES][4096];
+
+void mdiff_set_progname(const char *name) {
+    const char *slash = strrchr(name, '/');
+    snprintf(g_progname, sizeof g_progname, "%s", slash ? slash + 1 : name);
+}
+
+const char *mdiff_progname(void) { return g_progname; }
+
+static int mpi_live(void) {
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    return init && !fin;
+}
+
+int mdiff_rank(void) {
+    int r = 0;
+    if (mpi_live()) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+}
+
+int mdiff_world_size(void) {
+    int s = 1;
+    if (mpi_live()) MPI_Comm_size(MPI_COMM_WORLD, &s);
+    return s;
+}
+
+void mdiff_set_error_hook(void (*hook)(void)) { g_error_hook = hook; }
+
+static void remove_tmpfiles(void) {
+    for (int i = 0; i < MAX_TMPFILES; i++) {
+        if (g_tmpfiles[i][0]) {
+            unlink(g_tmpfiles[i]);
+            g_tmpfiles[i][0] = '\0';
+        }
+    }
+}
+
+void mdiff_exit(int code, int collective) {
+    static int exiting = 0;
+    if (!exiting) {
+        exiting = 1;
+        if (g_error_hook && code != MDIFF_EXIT_OK) g_error_hook();
+    }
+    remove_tmpfiles();
+    fflush(stdout);
+    fflush(stderr);
+    if (mpi_live()) {
+        if (!collective && code != MDIFF_EXIT_OK && mdiff_world_size() > 1)
+            MPI_Abort(MPI_COMM_WORLD, code);
+        MPI_Finalize();
+    }
+    exit(code);
+}
+
+static void vprint_line(FILE *f, const char *prefix, const char *fmt, va_list ap) {
+    char buf[4096];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+    int p = mdiff_world_size();
+    if (p > 1)
+        fprintf(f, "%s: %s[rank %d] %s\n", g_progname, prefix, mdiff_rank(), buf);
+    else
+        fprintf(f, "%s: %s%s\n", g_progname, prefix, buf);
+    fflush(f);
+}
+
+void mdiff_user_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vprint_line(stderr, "error: ", fmt, ap);
+    va_end(ap);
+    mdiff_exit(MDIFF_EXIT_USER, 0);
+}
+
+void mdiff_user_error_all(const char *fmt, ...) {
+    if (mdiff_rank() == 0) {
+        char buf[4096];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        size_t n = strlen(buf);
+        while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+        fprintf(stderr, "%s: error: %s\n", g_progname, buf);
+        fflush(stderr);
+    }
+    /* Every rank is here: a barrier keeps rank 0's line from being lost to an early finalize. */
+    if (mpi_live() && mdiff_world_size() > 1) MPI_Barrier(MPI_COMM_WORLD);
+    mdiff_exit(MDIFF_EXIT_USER, 1);
+}
+
+void mdiff_internal_error(const char *file, int line, const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (mdiff_world_size() > 1)
+        fprintf(stderr, "%s: internal error: [rank %d] %s (%s:%d)\n", g_progname, mdiff_rank(), buf,
+                file, line);
+    else
+        fprintf(stderr, "%s: internal error: %s (%s:%d)\n", g_progname, buf, file, line);
+    mdiff_exit(MDIFF_EXIT_INTERNAL, 0);
+}
+
+int64_t mdiff_h5_check(int64_t ret, const char *file, int line, const char *fmt, ...) {
+    if (ret >= 0) return ret;
+    char buf[3072];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    mdiff_internal_error(file, line, "HDF5 call failed: %s", buf);
+}
+
+void mdiff_mpi_check(int code, const char *file, int line, const char *what) {
+    if (code == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(code, msg, &len);
+    mdiff_internal_error(file, line, "MPI call failed: %s: %s", what, msg);
+}
+
+void mdiff_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static void alloc_failed(size_t bytes, const char *what) {
+    mdiff_user_error("cannot allocate %.1f MiB for %s: out of memory (use a smaller --batch or model, "
+                     "or more memory per rank)",
+                     (double)bytes / (1024.0 * 1024.0), what);
+}
+
+void *mdiff_malloc(size_t bytes, const char *what) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) alloc_failed(bytes, what);
+    return p;
+}
+
+void *mdiff_calloc(size_t count, size_t size, const char *what) {
+    if (size && count > SIZE_MAX / size) alloc_failed(SIZE_MAX, what);
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) alloc_failed(count * size, what);
+    return p;
+}
+
+void *mdiff_alloc_aligned(size_t bytes, const char *what) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) alloc_failed(bytes, what);
+    memset(p, 0, rounded);
+    return p;
+}
+
+void mdiff_free_aligned(void *p) { free(p); }
+
+void mdiff_log(const char *fmt, ...) {
+    if (mdiff_rank() != 0) return;
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(buf);
+    fputs(buf, stdout);
+    if (n == 0 || buf[n - 1] != '\n') fputc('\n', stdout);
+    fflush(stdout);
+}
+
+void mdiff_log_rank(const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(buf);
+    while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+    if (mdiff_world_size() > 1)
+        printf("[rank %d] %s\n", mdiff_rank(), buf);
+    else
+        printf("%s\n", buf);
+    fflush(stdout);
+}
+
+void mdiff_warn(const char *fmt, ...) {
+    if (mdiff_rank() != 0) return;
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(buf);
+    while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+    fprintf(stderr, "%s: warning: %s\n", g_progname, buf);
+    fflush(stderr);
+}
+
+void mdiff_warn_rank(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vprint_line(stderr, "warning: ", fmt, ap);
+    va_end(ap);
+}
+
+double mdiff_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void mdiff_strcpy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) MDIFF_CHECK(0, "string of %zu bytes does not fit %zu: '%.64s...'", n, cap, src);
+    memcpy(dst, src, n + 1);
+}
+
+void mdiff_snprintf(char *dst, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap)
+        MDIFF_CHECK(0, "formatted string of %d bytes does not fit %zu: '%.64s...'", n, cap, dst);
+}
+
+int mdiff_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+void mdiff_tmpfile_register(const char *path) {
+    for (int i = 0; i < MAX_TMPFILES; i++) {
+        if (!g_tmpfiles[i][0]) {
+            mdiff_strcpy(g_tmpfiles[i], sizeof g_tmpfiles[i], path);
+            return;
+        }
+    }
+    MDIFF_CHECK(0, "more than %d temporary files registered at once", MAX_TMPFILES);
+}
+
+void mdiff_tmpfile_unregister(const char *path) {
+    for (int i = 0; i < MAX_TMPFILES; i++)
+        if (g_tmpfiles[i][0] && strcmp(g_tmpfiles[i], path) == 0) g_tmpfiles[i][0] = '\0';
+}
+
+uint32_t mdiff_crc32(uint32_t crc, const void *buf, size_t n) {
+    const unsigned char *p = buf;
+    while (n > 0) {
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32((uLong)crc, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return crc;
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every test suite of mdiff and prints each one's time; exits non-zero if any failed.
+# Unit suites: build/tests/test_* from tests/unit (Check, fork mode).
+# MPI suites:  build/tests/test_* from tests/mpi, under mpirun -np 2 and -np 3 (CK_FORK=no).
+# Scripts:     tests/e2e/*.sh, each given the build directory.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export BUILD
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+# Tests are sized for 2 cores; unit suites use one BLAS thread unless they set their own.
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+MPIRUN="mpirun --oversubscribe --bind-to none"
+passed=0; failed=0; failed_names=""
+total_start=$(date +%s.%N)
+
+run_suite() {  # name, command...
+    local name=$1; shift
+    local log="$BUILD/test-logs/$name.log"
+    mkdir -p "$BUILD/test-logs"
+    local t0=$(date +%s.%N)
+    "$@" >"$log" 2>&1
+    local rc=$?
+    local t1=$(date +%s.%N)
+    local dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+    if [ $rc -eq 0 ]; then
+        passed=$((passed+1))
+        printf '  PASS %-36s %7ss  %s\n' "$name" "$dt" "$(grep -E '^[0-9]+%: Checks' "$log" | tail -n1)"
+    else
+        failed=$((failed+1)); failed_names="$failed_names $name"
+        printf '  FAIL %-36s %7ss  (exit %d), last lines of %s:\n' "$name" "$dt" "$rc" "$log"
+        tail -n 25 "$log" | sed 's/^/      | /'
+    fi
+}
+
+only=${TESTS:-}
+selected() { [ -z "$only" ] || [[ "$1" == *$only* ]]; }
+
+echo "unit suites:"
+for src in tests/unit/test_*.c; do
+    [ -e "$src" ] || continue
+    n=$(basename "$src" .c)
+    selected "$n" && run_suite "$n" "$BUILD/tests/$n"
+done
+echo "MPI suites (np=2, np=3):"
+for src in tests/mpi/test_*.c; do
+    [ -e "$src" ] || continue
+    n=$(basename "$src" .c)
+    for np in 2 3; do
+        selected "$n" && run_suite "$n/np$np" env CK_FORK=no $MPIRUN -np $np "$BUILD/tests/$n"
+    done
+done
+echo "end-to-end scripts:"
+for s in tests/e2e/*.sh; do
+    [ -e "$s" ] || continue
+    n=$(basename "$s" .sh)
+    selected "$n" && run_suite "$n" bash "$s"
+done
+total_end=$(date +%s.%N)
+echo "total time: $(awk -v a="$total_start" -v b="$total_end" 'BEGIN{printf "%.1f", b-a}')s"
+[ $failed -gt 0 ] && echo "failed suites:$failed_names"
+echo "suites: $passed passed, $failed failed"
+[ $failed -eq 0 ]
