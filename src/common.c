@@ -84,8 +84,22 @@ static void vprint_line(FILE *f, const char *prefix, const char *fmt, va_list ap
     fflush(f);
 }
 
+static int g_errors_collective = 0;
+
+int mdiff_set_errors_collective(int on) {
+    int old = g_errors_collective;
+    g_errors_collective = on;
+    return old;
+}
+
+static MDIFF_NORETURN void user_error_all_v(const char *fmt, va_list ap);
+
 void mdiff_user_error(const char *fmt, ...) {
     va_list ap;
+    if (g_errors_collective) {
+        va_start(ap, fmt);
+        user_error_all_v(fmt, ap);
+    }
     va_start(ap, fmt);
     vprint_line(stderr, "error: ", fmt, ap);
     va_end(ap);
@@ -93,12 +107,15 @@ void mdiff_user_error(const char *fmt, ...) {
 }
 
 void mdiff_user_error_all(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    user_error_all_v(fmt, ap);
+}
+
+static void user_error_all_v(const char *fmt, va_list ap) {
     if (mdiff_rank() == 0) {
         char buf[4096];
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
         size_t n = strlen(buf);
         while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
         fprintf(stderr, "%s: error: %s\n", g_progname, buf);

@@ -44,6 +44,10 @@ MDIFF_NORETURN void mdiff_user_error(const char *fmt, ...) MDIFF_PRINTF(1, 2);
 /* User error that every rank detects at the same point: rank 0 prints, all finalise and exit 1.
  * Only call it where every rank takes the same branch (e.g. after a reduction or on shared input). */
 MDIFF_NORETURN void mdiff_user_error_all(const char *fmt, ...) MDIFF_PRINTF(1, 2);
+/* While set, mdiff_user_error behaves as mdiff_user_error_all: for phases every rank runs on the
+ * same input (parsing the command line, validating a shared file), so a bad option prints one line
+ * and exits 1 cleanly instead of aborting the job from every rank. Returns the previous value. */
+int mdiff_set_errors_collective(int on);
 /* Internal error with location: exit 2 (MPI_Abort when P > 1). */
 MDIFF_NORETURN void mdiff_internal_error(const char *file, int line, const char *fmt, ...)
     MDIFF_PRINTF(3, 4);

@@ -4,7 +4,9 @@
 #ifndef MDIFF_CONFIG_H
 #define MDIFF_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define MDIFF_MAX_LEVELS 8
 #define MDIFF_MAX_ATTN 8
@@ -59,6 +61,57 @@ typedef struct {
 
 /* Fill with the defaults of DESIGN.md §5. */
 void mdiff_config_defaults(mdiff_config *cfg);
+
+/* The table of configuration fields: one row per option/attribute. mdiff-train's parser, --help,
+ * validation, the startup print-out and the checkpoint's attributes (ckpt) all read this one table,
+ * so a new option is one row. */
+typedef enum {
+    MDIFF_F_I64,      /* int64_t */
+    MDIFF_F_INT,      /* int */
+    MDIFF_F_U64,      /* uint64_t */
+    MDIFF_F_F64,      /* double */
+    MDIFF_F_F32,      /* float */
+    MDIFF_F_STR,      /* char[size] */
+    MDIFF_F_FLAG,     /* int 0/1, option takes no value */
+    MDIFF_F_INTLIST   /* int[MDIFF_MAX_*] with its count at count_off; "none" = empty */
+} mdiff_field_type;
+
+typedef struct {
+    const char *opt;        /* "--steps" (NULL: not an option, e.g. in_ch from the data) */
+    const char *attr;       /* checkpoint attribute name */
+    mdiff_field_type type;
+    size_t off;             /* offset in mdiff_config */
+    size_t size;            /* bytes (strings), capacity (lists) */
+    size_t count_off;       /* INTLIST: offset of its int count */
+    double lo, hi;          /* numeric range */
+    const char *choices;    /* STR: "a|b|c" (NULL: free text) */
+    int identity;           /* 1: fixed by a checkpoint (model or diffusion): a conflicting flag on
+                               resume is an error; 0: may change on resume */
+    const char *help;
+} mdiff_field;
+
+const mdiff_field *mdiff_config_fields(int *count);
+const mdiff_field *mdiff_config_field(const char *attr);
+
+/* Flags given on the command line (by attribute name), so resume can tell a user's choice from a
+ * default. */
+typedef struct {
+    int n;
+    const char *attr[64];
+} mdiff_given;
+int mdiff_given_has(const mdiff_given *g, const char *attr);
+
+/* Parses mdiff-train's command line into cfg (defaults first); --help/--version print and exit 0.
+ * Unknown options, missing values, bad numbers and bad choices are user errors (exit 1). */
+void mdiff_config_parse_train(mdiff_config *cfg, mdiff_given *given, int argc, char **argv);
+/* Cross-field validation (e.g. groups divide ch, batch >= 1); user error on failure. */
+void mdiff_config_validate(const mdiff_config *cfg);
+/* Writes "name = value" lines of every field, for the startup print-out and train.log. */
+void mdiff_config_print(const mdiff_config *cfg, FILE *f);
+/* A field's value as text (for messages); buf of at least 64 bytes. */
+void mdiff_field_format(const mdiff_field *fd, const mdiff_config *cfg, char *buf, size_t cap);
+/* 1 when the field's value is equal in a and b. */
+int mdiff_field_equal(const mdiff_field *fd, const mdiff_config *a, const mdiff_config *b);
 
 /* Number parsing for options: the whole string must be a number in [lo, hi]; otherwise a user
  * error naming the option, the value and the accepted range. */
