@@ -22,8 +22,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -MMD -MP \
-           -DMDIFF_GIT_HASH='"$(GIT_HASH)"' $(PKG_CFLAGS)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -MMD -MP $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
 
 LIB_SRCS  := $(wildcard src/*.c src/*/*.c)
@@ -56,6 +55,10 @@ tests: $(UNIT_BINS) $(MPI_BINS) tools
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/src/common.o: src/common.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMDIFF_GIT_HASH='"$(GIT_HASH)"' -c $< -o $@
 
 $(BUILD)/libmdiff.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -108,5 +111,12 @@ install: tools
 
 clean:
 	rm -rf $(BUILD)
+
+# The git hash is compiled into common.o; rebuild it only when the hash changes.
+$(BUILD)/git-hash: FORCE
+	@mkdir -p $(BUILD); echo '$(GIT_HASH)' | cmp -s - $@ || echo '$(GIT_HASH)' > $@
+$(BUILD)/obj/src/common.o: $(BUILD)/git-hash
+.PHONY: FORCE
+FORCE:
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/obj/src/tools/*.d

@@ -11,6 +11,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#ifndef MDIFF_GIT_HASH
+#define MDIFF_GIT_HASH "unknown"
+#endif
+
+const char *mdiff_git_hash(void) { return MDIFF_GIT_HASH; }
+
 static char g_progname[64] = "mdiff";
 static void (*g_error_hook)(void) = NULL;
 

@@ -16,6 +16,9 @@
 
 #define MDIFF_VERSION "0.1.0"
 
+/* The git commit the build came from ("unknown" outside a checkout). */
+const char *mdiff_git_hash(void);
+
 enum {
     MDIFF_EXIT_OK = 0,
     MDIFF_EXIT_USER = 1,     /* bad input, or a run that cannot continue */

@@ -42,8 +42,9 @@ uint32_t mdiff_rng_u32(mdiff_rng *r);
 float mdiff_rng_uniform(mdiff_rng *r);
 /* Unbiased integer in [0, n), n >= 1 (rejection sampling). */
 uint64_t mdiff_rng_below(mdiff_rng *r, uint64_t n);
-/* Standard normal (Box-Muller on two uniforms; the second value of each pair is kept for
- * the next call, so a stream of normals uses exactly one word per value). */
+/* Standard normal (Box-Muller on two uniforms; the second value of each pair is the next
+ * call's value, so a stream of normals uses exactly one word per value). The value at word
+ * position p uses the aligned pair (p & ~1, p | 1), cos at even p, sin at odd p. */
 float mdiff_rng_normal(mdiff_rng *r);
 
 /* Bulk fills of n values from draw 0 of (seed, purpose, step, index): identical to n calls of the
@@ -55,5 +56,15 @@ void mdiff_rng_fill_normal(float *out, int64_t n, uint64_t seed, uint32_t purpos
 
 /* In-place Fisher-Yates shuffle of n int64 values with the given stream. */
 void mdiff_rng_shuffle_i64(int64_t *v, int64_t n, mdiff_rng *r);
+
+/* Random access (draw < 2^34). Seek: the next word of r is word `draw` of its stream.
+ * u32_at: word `draw` of (seed, purpose, step, index).
+ * normal_at: the value a fresh stream's `draw`-th mdiff_rng_normal call returns (normal k uses the
+ * words 2*(k/2) and 2*(k/2)+1: cos for even k, sin for odd k), equal to fill_normal's out[draw]. */
+void mdiff_rng_seek(mdiff_rng *r, uint64_t draw);
+uint32_t mdiff_rng_u32_at(uint64_t seed, uint32_t purpose, uint64_t step, uint64_t index,
+                          uint64_t draw);
+float mdiff_rng_normal_at(uint64_t seed, uint32_t purpose, uint64_t step, uint64_t index,
+                          uint64_t draw);
 
 #endif
