@@ -1,0 +1,256 @@
+/* mdiff-data: makes and inspects mdiff data sets (DESIGN.md §4-5).
+ *   mdiff-data fashion-mnist --out FILE|PREFIX [--split train|test] [--shards K] [--src DIR]
+ *   mdiff-data toy --kind gaussians8|swissroll|moons --n N [--seed S] --out FILE
+ *   mdiff-data info PATH...
+ * A thin main over the data module: one function per subcommand, listed in SUBCMDS; adding a
+ * subcommand is one function and one table line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mdiff/common.h"
+#include "mdiff/config.h"
+#include "mdiff/data.h"
+
+#define FM_DEFAULT_SRC "/usr/share/datasets/fashion-mnist"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand */
+    const char *usage;                 /* first line: synopsis; the rest: options */
+} subcmd;
+
+static const subcmd *g_cmd; /* the running subcommand, for its --help and error hints */
+
+static void usage_of(const subcmd *c, FILE *f) {
+    fprintf(f, "usage: mdiff-data %s\n", c->usage);
+}
+
+/* Common per-subcommand options; returns 1 when argv[i] was one of them. */
+static int common_opt(const char *a) {
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        usage_of(g_cmd, stdout);
+        mdiff_exit(MDIFF_EXIT_OK, 1);
+    }
+    if (strcmp(a, "--version") == 0) {
+        printf("mdiff-data %s (%s)\n", MDIFF_VERSION, mdiff_git_hash());
+        mdiff_exit(MDIFF_EXIT_OK, 1);
+    }
+    return 0;
+}
+
+static void unknown_opt(const char *a) {
+    mdiff_user_error("unknown option %s for 'mdiff-data %s' (see mdiff-data %s --help)", a, g_cmd->name,
+                     g_cmd->name);
+}
+
+static void need(const char *v, const char *opt) {
+    if (!v) mdiff_user_error("mdiff-data %s needs %s (see mdiff-data %s --help)", g_cmd->name, opt, g_cmd->name);
+}
+
+static const char *path_opt(int argc, char **argv, int *i) {
+    const char *opt = argv[*i], *v = mdiff_opt_value(argc, argv, i);
+    if (v[0] == '\0') mdiff_user_error("%s: empty value", opt);
+    if (strlen(v) >= MDIFF_PATH_MAX - 64) mdiff_user_error("%s: path too long", opt);
+    return v;
+}
+
+/* ---- fashion-mnist --------------------------------------------------------------------------- */
+
+static int cmd_fashion_mnist(int argc, char **argv) {
+    const char *out = NULL, *split = "train", *src = FM_DEFAULT_SRC;
+    int shards = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (common_opt(a)) continue;
+        if (strcmp(a, "--out") == 0) out = path_opt(argc, argv, &i);
+        else if (strcmp(a, "--src") == 0) src = path_opt(argc, argv, &i);
+        else if (strcmp(a, "--split") == 0) {
+            split = mdiff_opt_value(argc, argv, &i);
+            if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
+                mdiff_user_error("--split %s: unknown split (choose train or test)", split);
+        } else if (strcmp(a, "--shards") == 0)
+            shards = (int)mdiff_parse_i64("--shards", mdiff_opt_value(argc, argv, &i), 1, 99999);
+        else unknown_opt(a);
+    }
+    need(out, "--out FILE (or a prefix with --shards)");
+    struct stat st;
+    if (stat(src, &st) != 0 || !S_ISDIR(st.st_mode))
+        mdiff_user_error("--src %s: no such directory (install dataset-fashion-mnist, or pass --src DIR "
+                         "holding the IDX .gz files)",
+                         src);
+    double t0 = mdiff_now();
+    uint8_t *img;
+    int32_t *lab;
+    int64_t n;
+    int h, w;
+    mdiff_data_load_fashion_mnist(src, split, &img, &lab, &n, &h, &w);
+    double t1 = mdiff_now();
+    mdiff_data_content ct = {.is_images = 1, .n = n, .c = 1, .h = h, .w = w, .data = img,
+                             .labels = lab, .kind = "fashion-mnist", .split = split};
+    mdiff_data_write(out, shards, &ct);
+    double t2 = mdiff_now();
+    if (shards)
+        mdiff_log("wrote %s-00000-of-%05d.h5 ... (%d shards): %lld images 1x%dx%d, fingerprint %08x "
+                  "(read %.2fs, write %.2fs)",
+                  out, shards, shards, (long long)n, h, w, mdiff_data_fingerprint(&ct), t1 - t0, t2 - t1);
+    else
+        mdiff_log("wrote %s: %lld images 1x%dx%d, fingerprint %08x (read %.2fs, write %.2fs)", out,
+                  (long long)n, h, w, mdiff_data_fingerprint(&ct), t1 - t0, t2 - t1);
+    free(img);
+    free(lab);
+    return 0;
+}
+
+/* ---- toy ------------------------------------------------------------------------------------- */
+
+static int cmd_toy(int argc, char **argv) {
+    const char *out = NULL, *kind = NULL;
+    int64_t n = -1;
+    uint64_t seed = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (common_opt(a)) continue;
+        if (strcmp(a, "--out") == 0) out = path_opt(argc, argv, &i);
+        else if (strcmp(a, "--kind") == 0) {
+            kind = mdiff_opt_value(argc, argv, &i);
+            if (!mdiff_data_toy_kind_ok(kind))
+                mdiff_user_error("--kind %s: unknown toy set (choose gaussians8, swissroll or moons)", kind);
+        } else if (strcmp(a, "--n") == 0)
+            n = mdiff_parse_i64("--n", mdiff_opt_value(argc, argv, &i), 2, 100000000);
+        else if (strcmp(a, "--seed") == 0)
+            seed = (uint64_t)mdiff_parse_i64("--seed", mdiff_opt_value(argc, argv, &i), 0, INT64_MAX);
+        else unknown_opt(a);
+    }
+    need(kind, "--kind gaussians8|swissroll|moons");
+    need(n < 0 ? NULL : "", "--n N");
+    need(out, "--out FILE");
+    double scale[2];
+    float *p = mdiff_data_make_toy(kind, n, seed, scale);
+    mdiff_data_content ct = {.is_images = 0, .n = n, .c = 2, .h = 1, .w = 1, .data = p, .kind = kind,
+                             .has_seed = 1, .seed = seed, .n_scale = 2, .scale = scale};
+    mdiff_data_write(out, 0, &ct);
+    mdiff_log("wrote %s: %lld %s points, scale %.6g %.6g, fingerprint %08x", out, (long long)n, kind,
+              scale[0], scale[1], mdiff_data_fingerprint(&ct));
+    free(p);
+    return 0;
+}
+
+/* ---- info ------------------------------------------------------------------------------------ */
+
+static void info_one(const char *spec) {
+    mdiff_dataset *ds = mdiff_dataset_open(spec);
+    mdiff_dataset_stats st;
+    mdiff_dataset_verify(ds, &st);
+    int c, h, w;
+    mdiff_dataset_shape(ds, &c, &h, &w);
+    int64_t n = mdiff_dataset_rows(ds);
+    int img = mdiff_dataset_is_images(ds);
+    printf("%s\n", spec);
+    if (img)
+        printf("  data         /images uint8 (%lld, %d, %d, %d)\n", (long long)n, c, h, w);
+    else
+        printf("  data         /points float32 (%lld, %d)\n", (long long)n, c);
+    printf("  rows         %lld\n", (long long)n);
+    printf("  values       min %g, max %g%s\n", st.vmin, st.vmax, img ? " (read as x/127.5 - 1)" : "");
+    if (mdiff_dataset_has_labels(ds))
+        printf("  labels       /labels int32 (%lld), min %lld, max %lld\n", (long long)n,
+               (long long)st.lmin, (long long)st.lmax);
+    else
+        printf("  labels       none\n");
+    if (mdiff_dataset_kind(ds)[0]) printf("  kind         %s\n", mdiff_dataset_kind(ds));
+    double sc[8];
+    int ns = mdiff_dataset_scale(ds, sc, 8);
+    if (ns > 0) {
+        printf("  scale        ");
+        for (int i = 0; i < ns; i++) printf("%s%.9g", i ? " " : "", sc[i]);
+        printf(" (stored = raw * scale)\n");
+    }
+    int nf = mdiff_dataset_nfiles(ds);
+    printf("  files        %d\n", nf);
+    for (int i = 0; i < nf; i++) {
+        mdiff_dataset_file_info fi;
+        mdiff_dataset_file(ds, i, &fi);
+        printf("    %-40s rows [%lld, %lld)  shard %d of %d  chunk %lld rows\n", fi.path,
+               (long long)fi.row_offset, (long long)(fi.row_offset + fi.rows), fi.shard_index,
+               fi.shard_count, (long long)fi.chunk_rows);
+    }
+    printf("  fingerprint  %08x (verified)\n", st.fingerprint);
+    mdiff_dataset_close(ds);
+}
+
+static int cmd_info(int argc, char **argv) {
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (common_opt(argv[i])) continue;
+        if (argv[i][0] == '-' && argv[i][1] == '-') unknown_opt(argv[i]);
+    }
+    for (int i = 1; i < argc; i++) {
+        info_one(argv[i]);
+        n++;
+    }
+    need(n ? "" : NULL, "at least one PATH");
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static const subcmd SUBCMDS[] = {
+    {"fashion-mnist", cmd_fashion_mnist,
+     "fashion-mnist --out FILE|PREFIX [--split train|test] [--shards K] [--src DIR]\n"
+     "  Converts Debian's dataset-fashion-mnist to /images uint8 (N,1,28,28) + /labels int32.\n"
+     "  --out FILE       output file; with --shards, a prefix: PREFIX-00000-of-0000K.h5 ...\n"
+     "  --split S        train (60000 images, default) or test (10000)\n"
+     "  --shards K       write K shard files whose concatenation is the data set\n"
+     "  --src DIR        directory of the IDX .gz files (default " FM_DEFAULT_SRC ")"},
+    {"toy", cmd_toy,
+     "toy --kind gaussians8|swissroll|moons --n N [--seed S] --out FILE\n"
+     "  A 2-D toy set: /points float32 (N,2) scaled to unit std per axis (attribute scale).\n"
+     "  --kind K         gaussians8 (8 modes, radius 2, std 0.1), swissroll (noise 0.25),\n"
+     "                   moons (scikit-learn make_moons, noise 0.05)\n"
+     "  --n N            number of points (2 .. 100000000)\n"
+     "  --seed S         Philox seed (default 0)\n"
+     "  --out FILE       output file"},
+    {"info", cmd_info,
+     "info PATH...\n"
+     "  Validates each data set (a file, comma-separated files, a directory or a shard prefix),\n"
+     "  recomputes its fingerprint and prints rows, shape, dtype, value range and shard layout."},
+};
+#define NSUB ((int)(sizeof SUBCMDS / sizeof SUBCMDS[0]))
+
+static void usage(FILE *f) {
+    fprintf(f, "mdiff-data: make and inspect mdiff HDF5 data sets (schema: datasets/README.md)\n");
+    for (int i = 0; i < NSUB; i++) {
+        fprintf(f, "\n");
+        usage_of(&SUBCMDS[i], f);
+    }
+}
+
+int main(int argc, char **argv) {
+    mdiff_set_progname("mdiff-data");
+    mdiff_h5_quiet();
+    if (argc < 2) {
+        char names[256] = "";
+        for (int i = 0; i < NSUB; i++) {
+            size_t l = strlen(names);
+            snprintf(names + l, sizeof names - l, "%s%s", i ? ", " : "", SUBCMDS[i].name);
+        }
+        mdiff_user_error("give a subcommand: %s (see mdiff-data --help)", names);
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("mdiff-data %s (%s)\n", MDIFF_VERSION, mdiff_git_hash());
+        return 0;
+    }
+    for (int i = 0; i < NSUB; i++) {
+        if (strcmp(argv[1], SUBCMDS[i].name) == 0) {
+            g_cmd = &SUBCMDS[i];
+            return SUBCMDS[i].run(argc - 1, argv + 1);
+        }
+    }
+    mdiff_user_error("unknown subcommand '%s' (see mdiff-data --help)", argv[1]);
+}
