@@ -1,4 +1,4 @@
-/* data_internal: the dataset struct and the helpers shared by the files of src/data (not public API). */
+/* data_internal: the dataset struct and the helpers shared by the files of src/data/ (not public API). */
 #ifndef MDIFF_DATA_INTERNAL_H
 #define MDIFF_DATA_INTERNAL_H
 
