@@ -244,6 +244,11 @@ void mdiff_warn_rank(const char *fmt, ...) {
     va_end(ap);
 }
 
+static _Thread_local int g_threads = 1;
+
+void mdiff_set_threads(int n) { g_threads = n > 0 ? n : 1; }
+int mdiff_threads(void) { return g_threads; }
+
 double mdiff_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

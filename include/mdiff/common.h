@@ -93,6 +93,12 @@ void mdiff_log_rank(const char *fmt, ...) MDIFF_PRINTF(1, 2);
 void mdiff_warn(const char *fmt, ...) MDIFF_PRINTF(1, 2);
 void mdiff_warn_rank(const char *fmt, ...) MDIFF_PRINTF(1, 2);
 
+/* Threads mdiff's own loops (OpenMP in ops) may use in the CALLING thread; thread-local, default 1.
+ * Forward ops partition only independent outputs, so their results do not depend on it. Worker
+ * threads that run their own model (parallel sampling) keep 1. */
+void mdiff_set_threads(int n);
+int mdiff_threads(void);
+
 /* Monotonic wall time in seconds. */
 double mdiff_now(void);
 
