@@ -14,18 +14,21 @@
  *   eps    f ≈ ε                       x̂_0 = (x_t - s f) / a
  *   x0     f ≈ x_0                     ε̂   = (x_t - a f) / s
  *   v      f ≈ v = a ε - s x_0         x̂_0 = a x_t - s f,  ε̂ = s x_t + a f
- *   xprev  the seed's one-step formulation. Training pairs: x_{t-1} from the closed form with ε,
- *          then x_t = sqrt(1-β_t) x_{t-1} + sqrt(β_t) ε_t (ε_t a second, independent noise).
- *          Regressing x_{t-1} directly trains poorly (the output would have to copy x_t to
- *          within sqrt(β_t) ~ 0.01..0.14), so the network predicts a unit-scale residual
- *              r = (x_{t-1} - x_t) / sqrt(β_t)
- *          (computed without cancellation as sqrt(β_t)/(1+sqrt(α_t)) x_{t-1} - ε_t),
- *          and its prediction of x_{t-1} is x̂_{t-1} = x_t + sqrt(β_t) f. The MSE on r is the MSE
- *          on x_{t-1} divided by β_t. For sampling, x̂_{t-1} is read as the posterior mean
- *          μ̃_t = c1_t x̂_0 + c2_t x_t (the MSE-optimal prediction of x_{t-1}), so
+ *   xprev  the seed's one-step formulation, f_θ(x_t) ≈ x_{t-1}. Training pairs: x_{t-1} from the
+ *          closed form with ε, then x_t = sqrt(1-β_t) x_{t-1} + sqrt(β_t) ε_t (ε_t a second,
+ *          independent noise). Two changes make it train (measured in README.md):
+ *          - a residual on x_t at the scale of one reverse step: the network predicts
+ *              r = (x_{t-1} - x_t) / k_t,   k_t = β_t / sqrt(1-ᾱ_t)   (mdiff_xprev_scale),
+ *            since E[x_{t-1} | x_t] - x_t ≈ -k_t ε̂: a plain output would have to copy x_t to
+ *            within k_t (2e-5 .. 2e-2), and a sqrt(β_t) scale leaves r's signal tiny at large t;
+ *          - the regression target is the conditional mean of the sampled x_{t-1} given
+ *            (x_t, x_0), μ̃_t = c1_t x_0 + c2_t x_t, not the sample itself: both have the same
+ *            minimiser E[x_{t-1} | x_t], but the sample carries ε_t's noise (variance β̃_t per
+ *            element, (1-ᾱ_{t-1})(1-ᾱ_t)/β_t after scaling) which swamps the signal.
+ *          The prediction of x_{t-1} is x̂_{t-1} = x_t + k_t f, read as the posterior mean, so
  *              x̂_0 = (x̂_{t-1} - c2_t x_t) / c1_t,
- *          then ε̂ from x̂_0. Note c1_t is small at large t (1.3e-4 at t = T for linear T = 1000),
- *          so errors in f are amplified into x̂_0 there: the reason eps is the default.
+ *          then ε̂ from x̂_0. c1_t is small at large t (1.3e-4 at t = T for linear T = 1000), so
+ *          errors in f are amplified into x̂_0 there (by k_T/c1_T ≈ 150).
  * Clipping (clip != 0): x̂_0 is clamped to [-1, 1] and ε̂ recomputed from the clamped x̂_0 (as
  * improved-diffusion's clip_denoised), whatever the objective.
  *
@@ -97,6 +100,8 @@ void mdiff_diffusion_make_val_batch(float *x_in, float *target, int *t_index, fl
 /* Closed-form forward process: x_t (n) = sqrt(ᾱ_t) x0 + sqrt(1-ᾱ_t) eps, t in 0..T. */
 void mdiff_diffusion_q_sample(float *x_t, const float *x0, const float *eps, int64_t n, int t,
                               const mdiff_schedule *s);
+/* xprev's residual scale k_t = β_t / sqrt(1-ᾱ_t), t in 1..T. */
+double mdiff_xprev_scale(const mdiff_schedule *s, int t);
 /* Network output `out` (n values at step t of schedule s, input x_t) -> x̂_0 and ε̂ (either may be
  * NULL when not needed; they may alias `out` but not x_t). Computed in double per element;
  * clip != 0 clamps x̂_0 to [-1, 1] and recomputes ε̂ from it. t in 1..T of the base schedule. */

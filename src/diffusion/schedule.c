@@ -139,14 +139,17 @@ static void make_pair(float *x_in, float *target, const float *x0, int64_t n, in
                       const mdiff_schedule *s, int objective) {
     double a = s->sqrt_ab[t], sg = s->sqrt_1m_ab[t];
     if (objective == MDIFF_OBJ_XPREV) {
-        /* x_{t-1} = sqrt(ᾱ_{t-1}) x0 + sqrt(1-ᾱ_{t-1}) ε;  x_t = sqrt(α_t) x_{t-1} + sqrt(β_t) ε_t;
-         * r = (x_{t-1} - x_t)/sqrt(β_t) = sqrt(β_t)/(1+sqrt(α_t)) x_{t-1} - ε_t (no cancellation) */
+        /* The seed's pair: x_{t-1} = sqrt(ᾱ_{t-1}) x0 + sqrt(1-ᾱ_{t-1}) ε, then one forward step
+         * x_t = sqrt(α_t) x_{t-1} + sqrt(β_t) ε_t. The target is E[x_{t-1} | x_t, x0] = c1 x0 + c2 x_t
+         * (its conditional mean: same minimiser, without ε_t's variance), as a residual on x_t
+         * over the drift scale k_t (diffusion.h). */
         double ap = s->sqrt_ab[t - 1], sp = s->sqrt_1m_ab[t - 1];
-        double sa = sqrt(s->alpha[t]), sb = sqrt(s->beta[t]), k = sb / (1.0 + sa);
+        double sa = sqrt(s->alpha[t]), sb = sqrt(s->beta[t]);
+        double c1 = s->post_c1[t], c2m1 = s->post_c2[t] - 1.0, k = mdiff_xprev_scale(s, t);
         for (int64_t j = 0; j < n; j++) {
-            double xp = ap * x0[j] + sp * target[j], e2 = x_in[j];
-            x_in[j] = (float)(sa * xp + sb * e2);
-            target[j] = (float)(k * xp - e2);
+            double xp = ap * x0[j] + sp * target[j], xt = sa * xp + sb * x_in[j];
+            x_in[j] = (float)xt;
+            target[j] = (float)((c1 * x0[j] + c2m1 * xt) / k);
         }
         return;
     }
@@ -200,6 +203,8 @@ void mdiff_diffusion_make_val_batch(float *x_in, float *target, int *t_index, fl
     make_batch_keyed(x_in, target, t_index, t_net, x0, B, n, s, objective, seed, p, st, g0);
 }
 
+double mdiff_xprev_scale(const mdiff_schedule *s, int t) { return s->beta[t] / s->sqrt_1m_ab[t]; }
+
 /* ---- prediction -> (x̂_0, ε̂) -------------------------------------------------------------- */
 
 void mdiff_diffusion_predict(float *x0_hat, float *eps_hat, const float *out, const float *x_t,
@@ -207,7 +212,7 @@ void mdiff_diffusion_predict(float *x0_hat, float *eps_hat, const float *out, co
     MDIFF_CHECK(t >= 1 && t <= s->T, "predict t=%d of T=%d", t, s->T);
     MDIFF_CHECK(objective >= 0 && objective < 4, "bad objective %d", objective);
     double a = s->sqrt_ab[t], sg = s->sqrt_1m_ab[t];
-    double sb = sqrt(s->beta[t]), c1 = s->post_c1[t], c2 = s->post_c2[t];
+    double k = mdiff_xprev_scale(s, t), c1 = s->post_c1[t], c2 = s->post_c2[t];
     for (int64_t j = 0; j < n; j++) {
         double f = out[j], xt = x_t[j], x0, e;
         switch (objective) {
@@ -224,7 +229,7 @@ void mdiff_diffusion_predict(float *x0_hat, float *eps_hat, const float *out, co
             e = sg * xt + a * f;
             break;
         default:
-            x0 = (xt + sb * f - c2 * xt) / c1;
+            x0 = (xt + k * f - c2 * xt) / c1;
             e = (xt - a * x0) / sg;
             break; /* xprev */
         }
