@@ -1,6 +1,8 @@
 # mdiff: one Makefile. Every library through pkg-config; compile with mpicc.
 #   make            build libmdiff.a and the three programs into build/
-#   make test       install missing Debian packages, build, run every suite (prints each suite's time)
+#   make test       install missing Debian packages, build, run every suite (prints each suite's time),
+#                   then make sanitize
+#   make sanitize   ASan + UBSan build (build-asan/): unit suites, end-to-end run, short fuzzing
 #   make demo       install, build, make Fashion-MNIST HDF5, train ~10 min, sample (see README)
 #   make bench      benchmarks (not tests)
 #   make install PREFIX=/usr/local
@@ -22,8 +24,8 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -MMD -MP $(PKG_CFLAGS)
-LDLIBS  += $(PKG_LIBS) -lm
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fopenmp -Wall -Wextra -Iinclude -MMD -MP $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -fopenmp
 
 LIB_SRCS  := $(wildcard src/*.c src/*/*.c)
 LIB_SRCS  := $(filter-out src/tools/%,$(LIB_SRCS))
@@ -45,7 +47,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: all lib tools tests deps test demo bench install clean check-deps
+.PHONY: all lib tools tests deps test demo bench install clean check-deps sanitize
 all: tools
 
 lib: $(BUILD)/libmdiff.a
@@ -96,6 +98,11 @@ deps:
 test: deps
 	$(MAKE) --no-print-directory tests
 	@BUILD=$(BUILD) bash tests/run.sh
+	@$(MAKE) --no-print-directory sanitize
+
+# ASan + UBSan build in build-asan: unit suites, an end-to-end run, short libFuzzer runs (tests/sanitize.sh)
+sanitize: deps
+	@bash tests/sanitize.sh
 
 bench: deps
 	$(MAKE) --no-print-directory tools $(BENCH_BINS)
@@ -110,7 +117,7 @@ install: tools
 	install -m 0755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-fuzz
 
 # The git hash is compiled into common.o; rebuild it only when the hash changes.
 $(BUILD)/git-hash: FORCE

@@ -8,7 +8,7 @@ BUILD=${BUILD:-build}
 BIN=$BUILD/bin
 DATA=${DEMO_DATA:-data/fashion-mnist-train.h5}
 RUN=${DEMO_DIR:-runs/demo}
-STEPS=${DEMO_STEPS:-2400}
+STEPS=${DEMO_STEPS:-1200}
 NP=${DEMO_NP:-2}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
@@ -22,8 +22,8 @@ fi
 # a short warmup and a higher learning rate than the 20000-step default.
 TRAIN_ARGS=(--data "$DATA" --run-dir "$RUN" --steps "$STEPS" --batch 64
             --ch 32 --mult 1,2 --res-blocks 1 --attn none --groups 8
-            --lr 1e-3 --warmup 100 --ema 0.999 --log-every 100 --ckpt-every 600
-            --sample-every 1200 --resume auto)
+            --lr 1e-3 --warmup 100 --ema 0.995 --log-every 50 --ckpt-every 400
+            --sample-every 600 --resume auto)
 if [ "$NP" -gt 1 ]; then
     # one BLAS thread per rank: the ranks already use every core
     OPENBLAS_NUM_THREADS=1 mpirun --oversubscribe --bind-to none -np "$NP" \

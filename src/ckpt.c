@@ -185,6 +185,87 @@ static int fsync_path(const char *path, int is_dir) {
     return rc;
 }
 
+/* Jenkins' lookup3 hashlittle (public domain), byte-wise: HDF5's metadata checksum. */
+#define ROT32(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
+static uint32_t lookup3(const uint8_t *k, size_t len, uint32_t init) {
+    uint32_t a, b, c;
+    a = b = c = 0xdeadbeefu + (uint32_t)len + init;
+    for (; len > 12; len -= 12, k += 12) {
+        a += k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
+        b += k[4] | (uint32_t)k[5] << 8 | (uint32_t)k[6] << 16 | (uint32_t)k[7] << 24;
+        c += k[8] | (uint32_t)k[9] << 8 | (uint32_t)k[10] << 16 | (uint32_t)k[11] << 24;
+        a -= c, a ^= ROT32(c, 4), c += b, b -= a, b ^= ROT32(a, 6), a += c;
+        c -= b, c ^= ROT32(b, 8), b += a, a -= c, a ^= ROT32(c, 16), c += b;
+        b -= a, b ^= ROT32(a, 19), a += c, c -= b, c ^= ROT32(b, 4), b += a;
+    }
+    if (len == 0) return c;
+    uint32_t w[3] = {0, 0, 0};
+    for (size_t i = 0; i < len; i++) w[i / 4] |= (uint32_t)k[i] << (8 * (i % 4));
+    a += w[0], b += w[1], c += w[2];
+    c ^= b, c -= ROT32(b, 14), a ^= c, a -= ROT32(c, 11), b ^= a, b -= ROT32(a, 25);
+    c ^= b, c -= ROT32(b, 16), a ^= c, a -= ROT32(c, 4), b ^= a, b -= ROT32(a, 14);
+    c ^= b, c -= ROT32(b, 24);
+    return c;
+}
+
+/* HDF5 1.10.8's H5Fget_file_image clears the "open for write" flag in a version 2/3 superblock
+ * but keeps the checksum computed with it set, so the image would not open ("incorrect metadata
+ * checksum"): recompute it. Layout: 12 bytes signature..flags, 4 addresses of 8 bytes, checksum. */
+static void fix_superblock_checksum(uint8_t *img, size_t size) {
+    if (size < 48 || memcmp(img, "\x89HDF\r\n\x1a\n", 8) != 0 || img[8] < 2 || img[9] != 8) return;
+    uint32_t ck = lookup3(img, 44, 0);
+    for (int i = 0; i < 4; i++) img[44 + i] = (uint8_t)(ck >> (8 * i));
+}
+
+/* The whole checkpoint is built in memory (HDF5's core driver, no backing store) and written to
+ * disk by write_image with plain POSIX calls. HDF5 never does the disk I/O, so a failing disk
+ * (EFBIG under a file size limit, ENOSPC, EIO) is an errno we report and recover from. Written
+ * through HDF5 instead, such a failure leaves a file that H5Fclose cannot close: HDF5 1.10.8 then
+ * crashes at exit (H5F__close_cb) and keeps the unlinked file's descriptor, so its disk space is
+ * never freed. Cost: rank 0 holds the image twice (core buffer + copy) while writing. */
+static void *build_image(wstate *w, const mdiff_ckpt_save *s, size_t *size) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    H5Pset_fapl_core(fapl, (size_t)16 << 20, 0);
+    hid_t f = H5Fcreate("mdiff-checkpoint-image", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (wfail(w, f, "create the file image")) return NULL;
+    write_contents(w, f, s);
+    void *image = NULL;
+    if (!w->failed) wfail(w, H5Fflush(f, H5F_SCOPE_GLOBAL), "flush the file image");
+    ssize_t n = w->failed ? -1 : H5Fget_file_image(f, NULL, 0);
+    if (!wfail(w, n, "size the file image")) {
+        image = malloc((size_t)n ? (size_t)n : 1);
+        if (!image) wfail(w, -1, "allocate memory for the file image");
+        else if (!wfail(w, H5Fget_file_image(f, image, (size_t)n), "copy the file image"))
+            *size = (size_t)n;
+        if (!w->failed) fix_superblock_checksum(image, *size);
+    }
+    H5Fclose(f); /* in memory: nothing to flush */
+    return image;
+}
+
+/* Writes the image to path and fsyncs it; close() is checked too (NFS reports errors there). */
+static void write_image(wstate *w, const char *path, const void *image, size_t size) {
+    errno = 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (wfail(w, fd, "create the file")) return;
+    const char *p = image;
+    while (size > 0) {
+        ssize_t k = write(fd, p, size);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            wfail(w, -1, "write the file");
+            break;
+        }
+        p += k;
+        size -= (size_t)k;
+    }
+    if (!w->failed && fsync(fd) != 0) wfail(w, -1, "fsync");
+    if (close(fd) != 0) wfail(w, -1, "close the file");
+}
+
 static int is_ckpt_name(const char *name) {
     int n = 0;
     return strlen(name) == 16 && sscanf(name, "ckpt-%8d.h5%n", &n, &n) >= 1 &&
@@ -224,17 +305,16 @@ int mdiff_ckpt_write(const char *run_dir, const mdiff_ckpt_save *s, int64_t keep
     mdiff_snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     wstate w = {0};
     errno = 0;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
     mdiff_tmpfile_register(tmp);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (!wfail(&w, f, "create the file")) {
-        write_contents(&w, f, s);
+    size_t size = 0;
+    void *image = build_image(&w, s, &size);
+    if (!w.failed) write_image(&w, tmp, image, size);
+    free(image);
+    if (!w.failed) { /* the image must open as HDF5 before it may replace anything */
+        hid_t chk = H5Fopen(tmp, H5F_ACC_RDONLY, H5P_DEFAULT);
         errno = 0;
-        wfail(&w, H5Fclose(f), "close (flush) the file");
+        if (!wfail(&w, chk, "verify (reopen) the file")) H5Fclose(chk);
     }
-    if (!w.failed && fsync_path(tmp, 0) != 0) wfail(&w, -1, "fsync");
     if (!w.failed && rename(tmp, path) != 0) wfail(&w, -1, "rename into place");
     if (w.failed) {
         unlink(tmp);
@@ -336,9 +416,16 @@ mdiff_ckpt *mdiff_ckpt_open(const char *path) {
     if (ck->file < 0)
         mdiff_user_error("cannot open checkpoint %s as HDF5 (truncated or damaged)", path);
     char fmt[64];
-    if (H5Aexists(ck->file, "mdiff_format") <= 0)
+    htri_t has_format = H5Aexists(ck->file, "mdiff_format");
+    if (has_format < 0) /* e.g. the root group's header fails its metadata checksum */
+        mdiff_user_error("checkpoint %s is damaged: its root attributes cannot be read (use an "
+                         "earlier checkpoint)", path);
+    if (has_format == 0)
         mdiff_user_error("%s is not an mdiff checkpoint (no mdiff_format attribute)", path);
     attr_read_str(ck, ck->file, "mdiff_format", fmt, sizeof fmt);
+    if (strncmp(fmt, "dataset/", 8) == 0)
+        mdiff_user_error("%s is an mdiff data set, not a checkpoint (give a ckpt-*.h5 from a run "
+                         "directory)", path);
     if (strcmp(fmt, CKPT_FORMAT) != 0)
         mdiff_user_error("%s has format '%s'; this mdiff reads '%s' (use the mdiff version that wrote it)",
                          path, fmt, CKPT_FORMAT);
@@ -386,6 +473,20 @@ void mdiff_ckpt_read_config(const mdiff_ckpt *ck, mdiff_config *cfg) {
                                      ck->path, f[i].attr);
             break;
         }
+        }
+        if (f[i].hi > f[i].lo || (f[i].type == MDIFF_F_INT && !f[i].opt)) {
+            /* numbers as the option parser bounds them; in_ch/height/width (no option) >= 1 */
+            double v = f[i].type == MDIFF_F_I64   ? (double)*(int64_t *)base
+                       : f[i].type == MDIFF_F_U64 ? (double)*(uint64_t *)base
+                       : f[i].type == MDIFF_F_F64 ? *(double *)base
+                       : f[i].type == MDIFF_F_F32 ? (double)*(float *)base
+                       : f[i].type == MDIFF_F_INTLIST ? f[i].lo
+                                                      : (double)*(int *)base;
+            double lo = f[i].hi > f[i].lo ? f[i].lo : 1, hi = f[i].hi > f[i].lo ? f[i].hi : 1e9;
+            if (!(v >= lo && v <= hi))
+                mdiff_user_error("checkpoint %s: attribute '%s' = %g is out of range [%g, %g] "
+                                 "(damaged, or not written by mdiff-train)", ck->path, f[i].attr, v,
+                                 lo, hi);
         }
         if (f[i].type == MDIFF_F_STR && f[i].choices) {
             char buf[64];

@@ -164,7 +164,14 @@ void mdiff_mpi_check(int code, const char *file, int line, const char *what) {
     mdiff_internal_error(file, line, "MPI call failed: %s: %s", what, msg);
 }
 
-void mdiff_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void mdiff_h5_quiet(void) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* HDF5 >= 1.10 flock()s every file it opens and fails the open where the file system has no
+     * locks (ENOLCK: NFS without lockd, some parallel file systems). mdiff never changes an HDF5
+     * file in place (every write goes to a temporary name renamed when complete), so the locks
+     * protect nothing here: off unless the user set HDF5_USE_FILE_LOCKING (which HDF5 obeys). */
+    setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0);
+}
 
 static void alloc_failed(size_t bytes, const char *what) {
     mdiff_user_error("cannot allocate %.1f MiB for %s: out of memory (use a smaller --batch or model, "

@@ -78,6 +78,7 @@ typedef struct {
     double m_loss, m_q[4], m_qn[4], m_gnorm;
     int64_t m_steps;
     double m_t0, t_start;
+    double wait_total, comm_total;  /* allreduce time over the run (seconds, this rank) */
     int64_t step_start;
     int threads;
 } run;
@@ -86,13 +87,7 @@ typedef struct {
 
 static int blas_threads(const mdiff_dist *d) {
     if (getenv("OPENBLAS_NUM_THREADS")) return -1; /* the user's choice stands */
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    cpu_set_t set;
-    int affinity = (int)online;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) affinity = CPU_COUNT(&set);
-    int t = (int)(online / (d->local_size > 0 ? d->local_size : 1));
-    if (t > affinity) t = affinity;
-    return t < 1 ? 1 : t;
+    return mdiff_dist_default_threads(d);
 }
 
 /* Rank 0 creates the run directory and proves it writable; every rank learns the outcome. */
@@ -320,9 +315,11 @@ static void train_step(run *r) {
     memset(r->grads, 0, (size_t)r->nparams * sizeof(float));
     memset(r->dout, 0, (size_t)B * n * sizeof(float));
     mdiff_mse_backward(r->dout, r->out, r->target, B, n, scale);
+    /* injected into the output gradient, so backward carries it into the gradients like a real
+     * overflow (writing grads after backward would race with the overlapped allreduce buckets) */
+    if (r->d->rank == 0 && inject_nonfinite(r->step)) r->dout[0] = NAN;
     mdiff_dist_grad_begin(r->d);
     mdiff_model_backward(r->model, r->grads, r->params, r->dout, B, mdiff_dist_grad_ready, r->d);
-    if (r->d->rank == 0 && inject_nonfinite(r->step)) r->grads[0] = NAN;
     mdiff_dist_grad_finish(r->d);
     /* After the allreduce every rank holds the same gradient, hence the same norm and the same
      * decision below: no extra reduction is needed to agree on skipping. */
@@ -358,9 +355,14 @@ static void fmt_duration(char *buf, size_t cap, double s) {
 
 static void log_metrics(run *r, double val_loss) {
     /* loss sum, quartile sums and counts, from every rank */
-    double v[9] = {r->m_loss, r->m_q[0], r->m_q[1], r->m_q[2], r->m_q[3],
-                   r->m_qn[0], r->m_qn[1], r->m_qn[2], r->m_qn[3]};
-    mdiff_dist_sum_f64(r->d, v, 9);
+    /* plus the time blocked waiting for gradient allreduces, and inside MPI for them */
+    double v[11] = {r->m_loss, r->m_q[0], r->m_q[1], r->m_q[2], r->m_q[3],
+                    r->m_qn[0], r->m_qn[1], r->m_qn[2], r->m_qn[3],
+                    r->d->wait_seconds, r->d->comm_seconds};
+    r->wait_total += r->d->wait_seconds;
+    r->comm_total += r->d->comm_seconds;
+    r->d->wait_seconds = r->d->comm_seconds = 0;
+    mdiff_dist_sum_f64(r->d, v, 11);
     double now = mdiff_now();
     int64_t steps = r->m_steps > 0 ? r->m_steps : 1;
     double loss = v[0] / (double)steps;
@@ -375,12 +377,16 @@ static void log_metrics(run *r, double val_loss) {
     char el[32], eta[32];
     fmt_duration(el, sizeof el, elapsed);
     fmt_duration(eta, sizeof eta, rate > 0 ? (double)(r->cfg.steps - r->step) / rate : 0);
-    char valtxt[48] = "";
+    char valtxt[48] = "", commtxt[64] = "";
     if (!isnan(val_loss)) snprintf(valtxt, sizeof valtxt, " | val %.5f", val_loss);
+    /* share of wall time blocked on the gradient allreduce (mean over ranks) */
+    if (r->d->size > 1)
+        snprintf(commtxt, sizeof commtxt, " | allreduce wait %.1f%%",
+                 100.0 * v[9] / r->d->size / (now - r->m_t0));
     mdiff_log("step %lld/%lld | epoch %lld | loss %.5f | by t-quartile %.4f %.4f %.4f %.4f | lr %.2e | "
-              "gnorm %.3f | %.1f img/s | %s elapsed | eta %s%s",
+              "gnorm %.3f | %.1f img/s%s | %s elapsed | eta %s%s",
               (long long)r->step, (long long)r->cfg.steps, (long long)epoch, loss, q[0], q[1], q[2],
-              q[3], lr, gn, ips, el, eta, valtxt);
+              q[3], lr, gn, ips, commtxt, el, eta, valtxt);
     char row[512];
     char valcol[32] = "";
     if (!isnan(val_loss)) snprintf(valcol, sizeof valcol, "%.6g", val_loss);
@@ -445,7 +451,7 @@ static void write_grid(run *r) {
     int64_t n = images ? GRID_IMAGES : GRID_POINTS;
     mdiff_sample_opts o = {r->model, r->ema, &r->sched, r->objective, MDIFF_SAMPLER_DDIM,
                            GRID_STEPS < r->cfg.diff.timesteps ? GRID_STEPS : r->cfg.diff.timesteps,
-                           0.0, images, r->cfg.seed, 0, 0};
+                           0.0, images, r->cfg.seed, 0, 0, 0 /* threads: this rank's BLAS count */};
     float *all = r->d->rank == 0 ? mdiff_malloc((size_t)n * r->dim * sizeof(float), "sample grid") : NULL;
     double t0 = mdiff_now();
     mdiff_sample_all(r->d, &o, n, all, NULL);
@@ -504,6 +510,7 @@ static void setup(run *r, const mdiff_given *given) {
     alloc_buffers(r);
     r->threads = blas_threads(d);
     if (r->threads > 0) openblas_set_num_threads(r->threads);
+    mdiff_set_threads(openblas_get_num_threads()); /* ops' OpenMP budget = the BLAS budget */
     print_startup(r);
     if (ck) {
         mdiff_ckpt_read_tensors(ck, r->model, "params", r->params);
@@ -543,6 +550,8 @@ static void setup(run *r, const mdiff_given *given) {
                        mdiff_ckpt_world_size(ck), d->size);
         }
         mdiff_log("resumed from %s at step %lld", resume, (long long)r->step);
+        /* the last good checkpoint, named by failure messages until this run writes one */
+        mdiff_strcpy(r->last_ckpt, sizeof r->last_ckpt, resume);
     }
     mdiff_ckpt_close(ck);
     mdiff_set_errors_collective(was);
@@ -559,20 +568,24 @@ static void setup(run *r, const mdiff_given *given) {
 }
 
 static void check_replicas(run *r) {
-    /* Parameters must be bit-identical on every rank: compare a checksum of their bytes. */
-    double c = (double)mdiff_crc32(0, r->params, (size_t)r->nparams * sizeof(float));
-    double mx = c, mn = -c;
-    mdiff_dist_max_f64(r->d, &mx, 1);
-    mdiff_dist_max_f64(r->d, &mn, 1);
-    if (mx != -mn) {
-        int differs = c != mx;
-        double who = differs ? r->d->rank : -1;
-        mdiff_dist_max_f64(r->d, &who, 1);
-        mdiff_user_error_all("parameters differ across ranks at step %lld (rank %d differs from "
-                             "rank 0's checksum): a rank computed something else; check that every "
-                             "node runs the same mdiff build and libraries", (long long)r->step,
-                             (int)who);
-    }
+    /* Parameters must be bit-identical on every rank: compare a checksum of their bytes with
+     * rank 0's. Fault injection for tests: MDIFF_FAULT_DIVERGE="step:rank" perturbs that rank's
+     * parameters just before the check at that step. */
+    const char *fault = getenv("MDIFF_FAULT_DIVERGE");
+    long long fs = -1, fr = -1;
+    if (fault && sscanf(fault, "%lld:%lld", &fs, &fr) == 2 && fs == r->step && fr == r->d->rank)
+        r->params[0] += 1.0f;
+    double c = (double)mdiff_crc32(0, r->params, (size_t)r->nparams * sizeof(float)), c0 = c;
+    mdiff_dist_bcast_bytes(r->d, &c0, sizeof c0, 0);
+    if (!mdiff_dist_or(r->d, c != c0)) return;
+    /* how many ranks differ from rank 0, and the lowest of them */
+    double v[2] = {c != c0, c != c0 ? -(double)r->d->rank : -(double)r->d->size};
+    mdiff_dist_sum_f64(r->d, v, 1);
+    mdiff_dist_max_f64(r->d, v + 1, 1);
+    mdiff_user_error_all("parameters differ across ranks at step %lld: %d rank(s) differ from rank "
+                         "0, the first is rank %d; a rank computed something else: check that every "
+                         "node runs the same mdiff build and libraries", (long long)r->step,
+                         (int)v[0], (int)-v[1]);
 }
 
 int mdiff_train_run(const mdiff_config *cfg, const mdiff_given *given, mdiff_dist *d,
@@ -585,6 +598,7 @@ int mdiff_train_run(const mdiff_config *cfg, const mdiff_given *given, mdiff_dis
     setup(r, given);
     r->t_start = r->m_t0 = mdiff_now();
     r->step_start = r->step;
+    d->wait_seconds = d->comm_seconds = 0; /* allreduce time of this run only */
     int code = MDIFF_EXIT_OK;
     while (r->step < r->cfg.steps) {
         train_step(r);
@@ -617,6 +631,15 @@ int mdiff_train_run(const mdiff_config *cfg, const mdiff_given *given, mdiff_dis
         if (r->last_ckpt_step != r->step) write_checkpoint(r); /* resumed at the end: nothing to do */
         mdiff_log("done: %lld steps, %lld skipped as non-finite, %.1fs", (long long)r->step,
                   (long long)r->nonfinite_total, mdiff_now() - r->t_start);
+        /* collective: every rank reaches this line */
+        double c[2] = {r->wait_total + r->d->wait_seconds, r->comm_total + r->d->comm_seconds};
+        mdiff_dist_sum_f64(r->d, c, 2);
+        double wall = mdiff_now() - r->t_start;
+        if (r->d->size > 1)
+            mdiff_log("allreduce (%s, %g MB buckets): waiting %.2fs of %.2fs per rank (%.1f%%), "
+                      "inside MPI %.2fs (%.1f%%), means over %d ranks", r->cfg.allreduce,
+                      r->cfg.bucket_mb, c[0] / r->d->size, wall, 100.0 * c[0] / r->d->size / wall,
+                      c[1] / r->d->size, 100.0 * c[1] / r->d->size / wall, r->d->size);
     }
     mdiff_loader_free(r->loader);
     mdiff_dataset_close(r->ds);

@@ -18,7 +18,7 @@ total_start=$(date +%s.%N)
 run_suite() {  # name, command...
     local name=$1; shift
     local log="$BUILD/test-logs/$name.log"
-    mkdir -p "$BUILD/test-logs"
+    mkdir -p "$(dirname "$log")"  # MPI suites are named test_x/npN
     local t0=$(date +%s.%N)
     "$@" >"$log" 2>&1
     local rc=$?

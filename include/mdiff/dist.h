@@ -25,6 +25,7 @@ typedef struct {
     int overlap;
     int64_t lowest_ready;       /* grads[lowest_ready, n) are final this step */
     int next_bucket;            /* buckets [0, next_bucket) have been started (0 = the last range) */
+    int first_pending;          /* buckets [0, first_pending) are known complete */
     MPI_Request *reqs;
     double wait_seconds;        /* time blocked in finish (accumulated; reset by the caller) */
     double comm_seconds;        /* time inside MPI calls for gradients (accumulated) */
@@ -56,5 +57,9 @@ void mdiff_dist_allgather_i64(const mdiff_dist *d, int64_t v, int64_t *all);
 void mdiff_dist_gatherv_f32(const mdiff_dist *d, const float *send, int64_t count, float *recv,
                             const int64_t *counts, int root);
 void mdiff_dist_barrier(const mdiff_dist *d);
+
+/* Compute threads for one rank: cores on this node / ranks on this node, capped by the CPUs this
+ * process may run on (its affinity mask), at least 1. OPENBLAS_NUM_THREADS is not consulted. */
+int mdiff_dist_default_threads(const mdiff_dist *d);
 
 #endif

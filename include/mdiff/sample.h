@@ -4,8 +4,10 @@
  * Reproducibility: images are generated in fixed micro-batches of MDIFF_SAMPLE_MB aligned to the
  * global image index (micro-batch k holds images [k MB, (k+1) MB)), and ranks get whole
  * micro-batches. The GEMM shapes of a micro-batch therefore never depend on the number of ranks,
- * and image i depends only on (seed, i): with a fixed BLAS thread count the output is
- * byte-identical for any number of ranks. */
+ * and image i depends only on (seed, i). Each micro-batch is evaluated by one thread with ONE
+ * OpenBLAS thread (the BLAS thread count changes results bitwise), and a rank's cores run several
+ * micro-batches at once (pthreads, each with its own model instance): the output is byte-identical
+ * for any number of ranks and threads. */
 #ifndef MDIFF_SAMPLE_H
 #define MDIFF_SAMPLE_H
 
@@ -28,6 +30,8 @@ typedef struct {
     uint64_t seed;
     int n_frames;                /* trajectory frames (0: none) */
     int progress;                /* 1: print progress lines (rank 0) */
+    int threads;                 /* worker threads of this rank, each with one BLAS thread and its
+                                    own model; 0: OpenBLAS's current thread count */
 } mdiff_sample_opts;
 
 /* Images [lo, hi) of the global set (lo a multiple of MDIFF_SAMPLE_MB) into out (hi-lo, dim);

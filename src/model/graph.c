@@ -11,6 +11,7 @@
  * In-place ops (the temb add into conv1's output, residual adds into the last conv's output) keep
  * the tensor id: their gradient passes through unchanged, so their backward only adds to the
  * other operand. */
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,18 @@
 #include "mdiff/ops.h"
 
 #define ALIGN 64
+
+/* Every BLAS call of a pass (the linears too) runs single-threaded: the ops parallelise over
+ * their own independent pieces with mdiff_threads() (src/ops/par.h), so results never depend on
+ * the BLAS thread count. Set once per pass; the ops' own switches then find 1 already. */
+static int mdiff_blas_single_model(void) {
+    int t = openblas_get_num_threads();
+    if (t != 1) openblas_set_num_threads(1);
+    return t;
+}
+static void mdiff_blas_restore_model(int t) {
+    if (t != 1) openblas_set_num_threads(t);
+}
 
 static void *grow(void *p, int *cap, int need, size_t elem, const char *what) {
     if (need <= *cap) return p;
@@ -157,6 +170,16 @@ void mt_plan(mdiff_model *m) {
         pos += tensor_bytes(m, t);
     }
     pos += place_gradients(m, pos);
+    m->arena_bytes = pos;
+    m->arena = mdiff_alloc_aligned((size_t)(pos > 0 ? pos : ALIGN),
+                                   "model activation arena (use a smaller --batch or model)");
+    mt_ensure_work(m);
+}
+
+/* Sizes the workspace for the largest conv (im2col chunks) or attention scratch at max_batch and
+ * the calling thread's mdiff_threads(); reallocates only when that budget changed and needs more. */
+void mt_ensure_work(mdiff_model *m) {
+    if (m->work && m->work_threads == mdiff_threads()) return;
     int64_t work = 0, B = m->max_batch;
     for (int i = 0; i < m->n_ops; i++) {
         const mt_op *o = &m->ops[i];
@@ -167,12 +190,12 @@ void mt_plan(mdiff_model *m) {
             w = mdiff_attention_work_floats((int)B, o->C, o->H * o->W, o->NH);
         if (w > work) work = w;
     }
-    m->work_off = pos;
+    m->work_threads = mdiff_threads();
+    if (m->work && work <= m->work_floats) return;
+    mdiff_free_aligned(m->work);
     m->work_floats = work;
-    pos += align_up(work * (int64_t)sizeof(float));
-    m->arena_bytes = pos;
-    m->arena = mdiff_alloc_aligned((size_t)(pos > 0 ? pos : ALIGN),
-                                   "model activation arena (use a smaller --batch or model)");
+    m->work = mdiff_alloc_aligned((size_t)align_up((work > 0 ? work : 1) * (int64_t)sizeof(float)),
+                                  "model workspace (use a smaller --batch or model)");
 }
 
 static int op_family(op_kind k) {
@@ -194,7 +217,7 @@ static float *gp(float *grads, const mdiff_model *m, int p) {
 
 static void op_forward(mdiff_model *m, const mt_op *o, const float *params, int B, int train,
                        uint64_t seed, uint64_t step, int64_t sample0) {
-    float *out = mt_val(m, o->out), *work = (float *)(m->arena + m->work_off);
+    float *out = mt_val(m, o->out), *work = m->work;
     const float *a = mt_val(m, o->in[0]);
     const float *b = o->in[1] >= 0 ? mt_val(m, o->in[1]) : NULL;
     const float *w = pp(params, m, o->pw), *bias = pp(params, m, o->pb);
@@ -228,7 +251,7 @@ static void op_forward(mdiff_model *m, const mt_op *o, const float *params, int 
 
 static void op_backward(mdiff_model *m, const mt_op *o, float *grads, const float *params, int B) {
     const float *dout = mt_grad(m, o->out);
-    float *work = (float *)(m->arena + m->work_off);
+    float *work = m->work;
     const float *a = mt_val(m, o->in[0]);
     /* An in-place op's output is its operand: the gradient is already there. */
     float *da = o->in[0] == o->out ? NULL : mt_grad(m, o->in[0]);
@@ -271,6 +294,8 @@ static void add_time(mdiff_model *m, int fam, double t0) {
 
 void mt_forward(mdiff_model *m, const float *params, int B, int train, uint64_t seed,
                 uint64_t step, int64_t sample0) {
+    mt_ensure_work(m);
+    const int blas = mdiff_blas_single_model();
     for (int i = 0; i < m->n_ops; i++) {
         double t0 = m->timing ? mdiff_now() : 0;
         m->cur_family = op_family(m->ops[i].kind);
@@ -278,6 +303,16 @@ void mt_forward(mdiff_model *m, const float *params, int B, int train, uint64_t 
         if (m->timing) add_time(m, m->cur_family, t0);
     }
     m->cur_family = -1;
+    mdiff_blas_restore_model(blas);
+}
+
+/* memset split over mdiff_threads() in 64 KB blocks (the gradients are up to tens of MB) */
+static void zero_bytes(unsigned char *p, int64_t n) {
+    const int64_t blk = 65536, nblk = (n + blk - 1) / blk;
+#pragma omp parallel for schedule(static) num_threads(mdiff_threads()) \
+    if (nblk > 2 && mdiff_threads() > 1)
+    for (int64_t k = 0; k < nblk; k++)
+        memset(p + k * blk, 0, (size_t)(k == nblk - 1 ? n - k * blk : blk));
 }
 
 /* Zeroes the gradients first touched by op i's backward (their last consumer is op i). */
@@ -285,7 +320,7 @@ static void zero_grads_of(mdiff_model *m, int i, int B) {
     for (int t = 0; t < m->n_tensors; t++) {
         const mt_tensor *x = &m->tensors[t];
         if (x->last_use != i || x->goff < 0 || t == m->t_out) continue;
-        memset(m->arena + x->goff, 0, (size_t)((int64_t)B * x->per_sample * x->esize));
+        zero_bytes(m->arena + x->goff, (int64_t)B * x->per_sample * x->esize);
     }
 }
 
@@ -306,6 +341,8 @@ static int op_param_range(const mdiff_model *m, const mt_op *o, int64_t *lo, int
 
 void mt_backward(mdiff_model *m, float *grads, const float *params, int B,
                  void (*ready)(void *ctx, int64_t offset, int64_t count), void *ctx) {
+    mt_ensure_work(m);
+    const int blas = mdiff_blas_single_model();
     for (int i = m->n_ops - 1; i >= 0; i--) {
         const mt_op *o = &m->ops[i];
         double t0 = m->timing ? mdiff_now() : 0;
@@ -320,4 +357,5 @@ void mt_backward(mdiff_model *m, float *grads, const float *params, int B,
         int64_t lo, hi;
         if (ready && op_param_range(m, o, &lo, &hi)) ready(ctx, lo, hi - lo);
     }
+    mdiff_blas_restore_model(blas);
 }

@@ -69,6 +69,11 @@ struct mdiff_model {
     /* memory: one arena (values, gradients, workspace) */
     unsigned char *arena;
     int64_t arena_bytes, work_off, work_floats;
+    /* the ops' workspace, separate from the arena: its size grows with the thread budget
+     * (per-thread im2col chunks), so it is sized for work_threads and regrown (once) when a
+     * pass runs with a larger mdiff_threads() */
+    float *work;
+    int work_threads;
     /* state of the last forward */
     int last_B, last_train;
     /* timing */
@@ -86,6 +91,8 @@ void mt_zero_init_last(mdiff_model *m);
 int mt_op_add(mdiff_model *m, const mt_op *op);
 /* the arena plan (graph.c): offsets, gradient lifetimes, workspace */
 void mt_plan(mdiff_model *m);
+/* (re)sizes the ops' workspace for the calling thread's mdiff_threads() */
+void mt_ensure_work(mdiff_model *m);
 /* execution (graph.c) */
 void mt_forward(mdiff_model *m, const float *params, int B, int train, uint64_t seed,
                 uint64_t step, int64_t sample0);

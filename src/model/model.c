@@ -50,6 +50,7 @@ mdiff_model *mdiff_model_create(const mdiff_model_cfg *cfg, int max_batch) {
 void mdiff_model_free(mdiff_model *m) {
     if (!m) return;
     mdiff_free_aligned(m->arena);
+    mdiff_free_aligned(m->work);
     free(m->params);
     free(m->pinit);
     free(m->ops);
@@ -74,7 +75,9 @@ const mdiff_param *mdiff_model_find(const mdiff_model *m, const char *name) {
     return NULL;
 }
 
-int64_t mdiff_model_activation_bytes(const mdiff_model *m) { return m->arena_bytes; }
+int64_t mdiff_model_activation_bytes(const mdiff_model *m) {
+    return m->arena_bytes + m->work_floats * (int64_t)sizeof(float);
+}
 
 double mdiff_model_flops(const mdiff_model *m, int B) {
     double f = 0;

@@ -3,13 +3,23 @@
  * rows [h d, (h+1) d) of the q, k and v blocks, each a (d, L) row-major matrix with row stride L,
  * so every product is one strided GEMM per (b, h) with no transposition copy.
  * The probabilities att (B, NH, L, L) are a forward output kept for the backward; the backward
- * needs one (L, L) scratch for dA / dS. */
+ * needs one (L, L) scratch for dA / dS per thread.
+ * Threads: the (b, h) pairs are independent in both directions (each writes only its own att,
+ * out, dq, dk, dv blocks), so they are split statically over min(mdiff_threads(), B NH) threads,
+ * each calling single-threaded OpenBLAS: results do not depend on the thread count. */
 #include <math.h>
 #include <stdint.h>
 
 #include "mdiff/common.h"
 #include "mdiff/ops.h"
+#include "par.h"
+#include <omp.h>
 #include "vexp.h"
+
+static int att_threads(int B, int NH) {
+    const int64_t pairs = (int64_t)B * NH;
+    return pairs < mdiff_threads() ? (int)pairs : mdiff_threads();
+}
 
 static void check_sizes(int B, int C, int L, int NH) {
     MDIFF_CHECK(B >= 1 && C >= 1 && L >= 1 && NH >= 1 && C % NH == 0,
@@ -39,6 +49,8 @@ void mdiff_attention_forward(float *out, float *att, const float *qkv, int B, in
     const int d = C / NH;
     const float scale = (float)(1.0 / sqrt((double)d));
     const int64_t LL = (int64_t)L * L;
+    const int T = att_threads(B, NH), blas = mdiff_blas_single();
+#pragma omp parallel for collapse(2) schedule(static) num_threads(T) if (T > 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + ((int64_t)b * 3 * C + (int64_t)h * d) * L;
@@ -52,13 +64,12 @@ void mdiff_attention_forward(float *out, float *att, const float *qkv, int B, in
             /* out (d, L) = V att^T */
             mdiff_gemm(0, 1, d, L, L, 1.0f, v, L, a, L, 0.0f, o, L);
         }
+    mdiff_blas_restore(blas);
 }
 
 int64_t mdiff_attention_work_floats(int B, int C, int L, int NH) {
-    (void)B;
     (void)C;
-    (void)NH;
-    return (int64_t)L * L;
+    return att_threads(B, NH) * (int64_t)L * L;
 }
 
 void mdiff_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
@@ -68,9 +79,11 @@ void mdiff_attention_backward(float *dqkv, const float *dout, const float *qkv, 
     const int d = C / NH;
     const float scale = (float)(1.0 / sqrt((double)d));
     const int64_t LL = (int64_t)L * L;
-    float *restrict dS = work;
+    const int T = att_threads(B, NH), blas = mdiff_blas_single();
+#pragma omp parallel for collapse(2) schedule(static) num_threads(T) if (T > 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
+            float *restrict dS = work + omp_get_thread_num() * LL;
             const int64_t off = ((int64_t)b * 3 * C + (int64_t)h * d) * L;
             const float *q = qkv + off, *k = q + (int64_t)C * L, *v = k + (int64_t)C * L;
             float *dq = dqkv + off, *dk = dq + (int64_t)C * L, *dv = dk + (int64_t)C * L;
@@ -92,4 +105,5 @@ void mdiff_attention_backward(float *dqkv, const float *dout, const float *qkv, 
             mdiff_gemm(0, 1, d, L, L, scale, k, L, dS, L, 1.0f, dq, L);
             mdiff_gemm(0, 0, d, L, L, scale, q, L, dS, L, 1.0f, dk, L);
         }
+    mdiff_blas_restore(blas);
 }

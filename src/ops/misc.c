@@ -8,6 +8,7 @@
 
 #include "mdiff/common.h"
 #include "mdiff/ops.h"
+#include "par.h"
 #include "mdiff/rng.h"
 
 void mdiff_timestep_embedding(float *restrict out, const float *restrict t, int B, int dim) {
@@ -40,6 +41,7 @@ void mdiff_dropout_forward(float *out, uint8_t *restrict mask, const float *inp,
     }
     /* p = 1 drops everything (u >= 1 never holds) and must not produce 0 * inf. */
     const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    MDIFF_PAR_FOR(total) /* each sample has its own stream: any split gives the same bits */
     for (int b = 0; b < B; b++) {
         mdiff_rng r;
         mdiff_rng_init(&r, seed, MDIFF_RNG_DROPOUT + (uint32_t)layer, step,
@@ -61,9 +63,11 @@ void mdiff_dropout_backward(float *restrict dinp, const float *restrict dout,
     const int64_t total = (int64_t)B * n;
     const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     if (p == 0.0f) {
+        MDIFF_PAR_FOR(total)
         for (int64_t i = 0; i < total; i++) dinp[i] += dout[i];
         return;
     }
+    MDIFF_PAR_FOR(total)
     for (int64_t i = 0; i < total; i++) dinp[i] += mask[i] ? dout[i] * keep_scale : 0.0f;
 }
 

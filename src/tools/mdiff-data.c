@@ -12,6 +12,9 @@
 #include "mdiff/common.h"
 #include "mdiff/config.h"
 #include "mdiff/data.h"
+#include "mdiff/diffusion.h"
+#include "mdiff/image.h"
+#include "mdiff/rng.h"
 
 #define FM_DEFAULT_SRC "/usr/share/datasets/fashion-mnist"
 
@@ -194,6 +197,65 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+/* ---- forward -------------------------------------------------------------------------------- */
+
+#define FWD_ROWS 8
+#define FWD_COLS 11
+
+/* The seed's picture of the forward process: FWD_ROWS images, each noised by the closed form
+ * x_t = sqrt(ᾱ_t) x0 + sqrt(1-ᾱ_t) ε at FWD_COLS evenly spaced t from 0 to T (one ε per image,
+ * so a row shows the same noise growing). */
+static int cmd_forward(int argc, char **argv) {
+    const char *data = NULL, *out = NULL, *schedule = "linear";
+    int T = 1000;
+    uint64_t seed = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (common_opt(a)) continue;
+        if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) out = path_opt(argc, argv, &i);
+        else if (strcmp(a, "--schedule") == 0) schedule = mdiff_opt_value(argc, argv, &i);
+        else if (strcmp(a, "--timesteps") == 0)
+            T = (int)mdiff_parse_i64("--timesteps", mdiff_opt_value(argc, argv, &i), 2, 100000);
+        else if (strcmp(a, "--seed") == 0)
+            seed = (uint64_t)mdiff_parse_i64("--seed", mdiff_opt_value(argc, argv, &i), 0, INT64_MAX);
+        else if (a[0] == '-') unknown_opt(a);
+        else if (data) mdiff_user_error("forward takes one DATA path ('%s' and '%s' given)", data, a);
+        else data = a;
+    }
+    need(data, "DATA (an image data set)");
+    need(out, "-o FILE.png");
+    mdiff_schedule s;
+    mdiff_schedule_init(&s, schedule, T);
+    mdiff_dataset *ds = mdiff_dataset_open(data);
+    if (!mdiff_dataset_is_images(ds))
+        mdiff_user_error("%s holds /points: forward draws images (use an image data set)", data);
+    int c, h, w;
+    mdiff_dataset_shape(ds, &c, &h, &w);
+    if (c != 1 && c != 3) mdiff_user_error("%s has %d channels: PNG output needs 1 or 3", data, c);
+    int64_t rows = mdiff_dataset_rows(ds) < FWD_ROWS ? mdiff_dataset_rows(ds) : FWD_ROWS;
+    int64_t dim = mdiff_dataset_row_floats(ds);
+    float *x0 = mdiff_malloc((size_t)(rows * dim) * sizeof(float), "images");
+    float *eps = mdiff_malloc((size_t)dim * sizeof(float), "noise");
+    float *tiles = mdiff_malloc((size_t)(rows * FWD_COLS * dim) * sizeof(float), "forward strip");
+    mdiff_data_read_rows(ds, 0, rows, x0);
+    for (int64_t r = 0; r < rows; r++) {
+        mdiff_rng_fill_normal(eps, dim, seed, MDIFF_RNG_SAMPLE, 0, (uint64_t)r);
+        for (int k = 0; k < FWD_COLS; k++) {
+            int t = (int)((int64_t)k * T / (FWD_COLS - 1));
+            mdiff_diffusion_q_sample(tiles + (r * FWD_COLS + k) * dim, x0 + r * dim, eps, dim, t, &s);
+        }
+    }
+    mdiff_png_grid(out, tiles, (int)(rows * FWD_COLS), c, h, w, FWD_COLS);
+    printf("wrote %s: %lld images x %d steps t = 0, %d, ..., %d (%s schedule)\n", out,
+           (long long)rows, FWD_COLS, T / (FWD_COLS - 1), T, schedule);
+    free(tiles);
+    free(eps);
+    free(x0);
+    mdiff_dataset_close(ds);
+    mdiff_schedule_free(&s);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static const subcmd SUBCMDS[] = {
@@ -216,6 +278,10 @@ static const subcmd SUBCMDS[] = {
      "info PATH...\n"
      "  Validates each data set (a file, comma-separated files, a directory or a shard prefix),\n"
      "  recomputes its fingerprint and prints rows, shape, dtype, value range and shard layout."},
+    {"forward", cmd_forward,
+     "forward DATA -o FILE.png [--schedule linear|cosine] [--timesteps T] [--seed S]\n"
+     "  Draws the forward (noising) process on the first 8 images of DATA: each row one image,\n"
+     "  columns x_t at t = 0, T/10, ..., T from the closed form with one fixed noise per image."},
 };
 #define NSUB ((int)(sizeof SUBCMDS / sizeof SUBCMDS[0]))
 

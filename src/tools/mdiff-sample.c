@@ -1,8 +1,11 @@
 /* mdiff-sample: images (or points) from a checkpoint alone, on one process or many (mpirun splits
  * the images; the output is byte-identical for any number of ranks). See --help. */
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mdiff/ckpt.h"
 #include "mdiff/common.h"
@@ -43,6 +46,23 @@ static void usage(void) {
            "  --h5 FILE.h5       the samples as an mdiff dataset (/images uint8 or /points)\n"
            "  --trajectory F.png rows of samples at %d evenly spaced steps from x_T to x_0\n"
            "  --help, --version\n", TRAJ_FRAMES);
+}
+
+/* Every output's directory must exist and be writable before sampling starts, so a bad -o, --h5
+ * or --trajectory fails at once and never after another output has been written. */
+static void check_out_dir(const char *opt, const char *path) {
+    char dir[MDIFF_PATH_MAX];
+    if (!path) return;
+    if (path[0] == '\0') mdiff_user_error("%s: empty file name", opt);
+    if (strlen(path) >= sizeof dir) mdiff_user_error("%s: path too long", opt);
+    const char *slash = strrchr(path, '/');
+    if (!slash) mdiff_strcpy(dir, sizeof dir, ".");
+    else mdiff_snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        mdiff_user_error("%s %s: directory %s does not exist (create it first)", opt, path, dir);
+    if (access(dir, W_OK) != 0)
+        mdiff_user_error("%s %s: directory %s is not writable", opt, path, dir);
 }
 
 static void parse(sample_args *a, int argc, char **argv) {
@@ -90,6 +110,9 @@ static void parse(sample_args *a, int argc, char **argv) {
     }
     if (!a->ckpt) mdiff_user_error("no checkpoint given (usage: mdiff-sample CKPT.h5 [options])");
     if (!a->png && !a->h5 && !a->traj) a->png = "samples.png";
+    check_out_dir("-o", a->png);
+    check_out_dir("--h5", a->h5);
+    check_out_dir("--trajectory", a->traj);
 }
 
 /* Samples as an mdiff dataset: images mapped back to uint8 exactly as the loader maps them in. */
@@ -153,11 +176,14 @@ int main(int argc, char **argv) {
     mdiff_ckpt_read_tensors(ck, model, a.no_ema ? "params" : "ema", params);
     mdiff_ckpt_close(ck);
     mdiff_set_errors_collective(0);
+    /* Worker threads of this rank (one BLAS thread each): OPENBLAS_NUM_THREADS when set, else
+     * cores per rank on this node. The output does not depend on it. */
+    if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(mdiff_dist_default_threads(&d));
     mdiff_schedule sched;
     mdiff_schedule_init(&sched, cfg.diff.schedule, T);
     mdiff_sample_opts o = {model, params, &sched, mdiff_objective_from_name(cfg.diff.objective),
                            sampler, steps, a.eta, images && !a.no_clip, a.seed,
-                           a.traj ? TRAJ_FRAMES : 0, 1};
+                           a.traj ? TRAJ_FRAMES : 0, 1, 0 /* threads: OpenBLAS's count, set above */};
     int64_t dim = (int64_t)cfg.model.in_ch * cfg.model.height * cfg.model.width;
     float *out = NULL, *traj = NULL;
     if (d.rank == 0) {

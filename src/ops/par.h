@@ -1,0 +1,52 @@
+/* par: the OpenMP loop pragma every memory-bound op uses. The thread count is the caller's budget
+ * (mdiff_threads(), thread-local, default 1), never OpenMP's default, so ops never oversubscribe:
+ * the training loop sets it equal to the OpenBLAS thread count, and BLAS calls and these regions
+ * alternate, they never nest. schedule(static) makes the split a pure function of the loop size
+ * and the thread count. Forward ops only split independent outputs (no reduction crosses a
+ * thread boundary), so their results are bit-identical for every thread count. The `if` clause
+ * keeps tiny loops (7x7 planes, the MLP) serial, where waking threads costs more than it saves. */
+#ifndef MDIFF_OPS_PAR_H
+#define MDIFF_OPS_PAR_H
+
+#include <cblas.h>
+
+#include "mdiff/common.h"
+
+#define MDIFF_PRAGMA_(x) _Pragma(#x)
+/* Parallel for over a loop whose total work is about `work` floats. */
+#define MDIFF_PAR_FOR(work)                                                                   \
+    MDIFF_PRAGMA_(omp parallel for schedule(static) num_threads(mdiff_threads())              \
+                      if ((work) >= MDIFF_PAR_MIN && mdiff_threads() > 1))
+#define MDIFF_PAR_FOR2(work)                                                                  \
+    MDIFF_PRAGMA_(omp parallel for collapse(2) schedule(static) num_threads(mdiff_threads())  \
+                      if ((work) >= MDIFF_PAR_MIN && mdiff_threads() > 1))
+/* Below ~32k floats (128 KB, an L2's worth) a pass takes a few microseconds: not worth a fork. */
+#define MDIFF_PAR_MIN 32768
+
+/* The streaming kernels (GroupNorm, SiLU) are compute-bound on the vectorised exp: compiled twice,
+ * SSE2 (the portable default build) and AVX2, and picked at load time by the CPU (an ifunc), so a
+ * portable binary runs 8-wide where it can. Both clones evaluate the same IEEE operations in the
+ * same order (C11 mode keeps -ffp-contract=off: no FMA contraction; no reassociation), so their
+ * results are bit-identical. Put it on a noinline worker called from inside the OpenMP loop:
+ * the outlined OpenMP body itself is not cloned. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__)
+#define MDIFF_SIMD_CLONES __attribute__((target_clones("avx2", "default"), noinline))
+#else
+#define MDIFF_SIMD_CLONES __attribute__((noinline))
+#endif
+
+/* Ops run OpenBLAS single-threaded (their parallelism is their own, over independent chunks), so
+ * a result never depends on the BLAS thread count and the two pools never compete for cores.
+ * Returns the previous count for mdiff_blas_restore. openblas_set_num_threads is process-wide:
+ * only a thread that owns BLAS's setting (the training loop's, not a sampling worker's, which
+ * runs with 1 already) changes it. */
+static inline int mdiff_blas_single(void) {
+    int t = openblas_get_num_threads();
+    if (t != 1) openblas_set_num_threads(1);
+    return t;
+}
+static inline void mdiff_blas_restore(int t) {
+    if (t != 1) openblas_set_num_threads(t);
+}
+
+#endif
