@@ -3,6 +3,7 @@
  * cblas_sgemm on a large square and on the same GEMM shapes alone (the im2col-free bound).
  * Usage: build/bench/bench_conv [batch] [reps]; the thread count is OPENBLAS_NUM_THREADS.
  * Times are the fastest of `reps` runs. */
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -66,6 +67,7 @@ int main(int argc, char **argv) {
     int B = argc > 1 ? atoi(argv[1]) : 64;
     int reps = argc > 2 ? atoi(argv[2]) : 3;
     const char *th = getenv("OPENBLAS_NUM_THREADS");
+    mdiff_set_threads(openblas_get_num_threads()); /* the ops' own budget (BLAS runs 1 inside) */
     printf("bench_conv: batch %d, reps %d, OPENBLAS_NUM_THREADS=%s\n", B, reps, th ? th : "(unset)");
     printf("sgemm 2048^3: %.1f GFLOP/s\n", sgemm_gflops(2048, 2048, 2048, 3));
     /* GFLOP/s counts the three GEMMs' flops (2 without dinp); gemm-only is cblas_sgemm alone on

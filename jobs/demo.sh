@@ -8,7 +8,7 @@ BUILD=${BUILD:-build}
 BIN=$BUILD/bin
 DATA=${DEMO_DATA:-data/fashion-mnist-train.h5}
 RUN=${DEMO_DIR:-runs/demo}
-STEPS=${DEMO_STEPS:-1200}
+STEPS=${DEMO_STEPS:-800}
 NP=${DEMO_NP:-2}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
@@ -23,7 +23,7 @@ fi
 TRAIN_ARGS=(--data "$DATA" --run-dir "$RUN" --steps "$STEPS" --batch 64
             --ch 32 --mult 1,2 --res-blocks 1 --attn none --groups 8
             --lr 1e-3 --warmup 100 --ema 0.995 --log-every 50 --ckpt-every 400
-            --sample-every 600 --resume auto)
+            --sample-every 400 --resume auto)
 if [ "$NP" -gt 1 ]; then
     # one BLAS thread per rank: the ranks already use every core
     OPENBLAS_NUM_THREADS=1 mpirun --oversubscribe --bind-to none -np "$NP" \

@@ -77,11 +77,16 @@ void mdiff_exit(int code, int collective) {
     exit(code);
 }
 
-static void vprint_line(FILE *f, const char *prefix, const char *fmt, va_list ap) {
-    char buf[4096];
-    vsnprintf(buf, sizeof buf, fmt, ap);
+/* Formats one message into buf without its trailing newlines (callers add exactly one). */
+static void format_line(char *buf, size_t cap, const char *fmt, va_list ap) {
+    vsnprintf(buf, cap, fmt, ap);
     size_t n = strlen(buf);
     while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+}
+
+static void vprint_line(FILE *f, const char *prefix, const char *fmt, va_list ap) {
+    char buf[4096];
+    format_line(buf, sizeof buf, fmt, ap);
     int p = mdiff_world_size();
     if (p > 1)
         fprintf(f, "%s: %s[rank %d] %s\n", g_progname, prefix, mdiff_rank(), buf);
@@ -121,9 +126,7 @@ void mdiff_user_error_all(const char *fmt, ...) {
 static void user_error_all_v(const char *fmt, va_list ap) {
     if (mdiff_rank() == 0) {
         char buf[4096];
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        size_t n = strlen(buf);
-        while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+        format_line(buf, sizeof buf, fmt, ap);
         fprintf(stderr, "%s: error: %s\n", g_progname, buf);
         fflush(stderr);
     }
@@ -208,11 +211,9 @@ void mdiff_log(const char *fmt, ...) {
     char buf[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    format_line(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    size_t n = strlen(buf);
-    fputs(buf, stdout);
-    if (n == 0 || buf[n - 1] != '\n') fputc('\n', stdout);
+    printf("%s\n", buf);
     fflush(stdout);
 }
 
@@ -220,10 +221,8 @@ void mdiff_log_rank(const char *fmt, ...) {
     char buf[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    format_line(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    size_t n = strlen(buf);
-    while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
     if (mdiff_world_size() > 1)
         printf("[rank %d] %s\n", mdiff_rank(), buf);
     else
@@ -236,10 +235,8 @@ void mdiff_warn(const char *fmt, ...) {
     char buf[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    format_line(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    size_t n = strlen(buf);
-    while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
     fprintf(stderr, "%s: warning: %s\n", g_progname, buf);
     fflush(stderr);
 }
