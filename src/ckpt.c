@@ -488,22 +488,9 @@ void mdiff_ckpt_read_config(const mdiff_ckpt *ck, mdiff_config *cfg) {
                                  "(damaged, or not written by mdiff-train)", ck->path, f[i].attr, v,
                                  lo, hi);
         }
-        if (f[i].type == MDIFF_F_STR && f[i].choices) {
-            char buf[64];
-            mdiff_field_format(&f[i], cfg, buf, sizeof buf);
-            const char *c = f[i].choices;
-            size_t len = strlen(buf);
-            int ok = 0;
-            for (const char *p = c; p && *p;) {
-                const char *bar = strchr(p, '|');
-                size_t l = bar ? (size_t)(bar - p) : strlen(p);
-                if (l == len && strncmp(p, buf, l) == 0) ok = 1;
-                p = bar ? bar + 1 : NULL;
-            }
-            if (!ok)
-                mdiff_user_error("checkpoint %s: attribute '%s' = '%s' is not one of %s", ck->path,
-                                 f[i].attr, buf, c);
-        }
+        if (f[i].type == MDIFF_F_STR && !mdiff_field_choice_ok(&f[i], (const char *)cfg + f[i].off))
+            mdiff_user_error("checkpoint %s: attribute '%s' = '%s' is not one of %s", ck->path,
+                             f[i].attr, (const char *)cfg + f[i].off, f[i].choices);
     }
 }
 

@@ -196,9 +196,10 @@ int mdiff_given_has(const mdiff_given *g, const char *attr) {
     return 0;
 }
 
-static int choice_ok(const char *choices, const char *v) {
+int mdiff_field_choice_ok(const mdiff_field *fd, const char *v) {
+    if (!fd->choices) return 1;
     size_t n = strlen(v);
-    const char *p = choices;
+    const char *p = fd->choices;
     while (p && *p) {
         const char *bar = strchr(p, '|');
         size_t len = bar ? (size_t)(bar - p) : strlen(p);
@@ -219,7 +220,7 @@ static void field_set(const mdiff_field *fd, mdiff_config *cfg, const char *v) {
     case MDIFF_F_F32: *(float *)base = (float)mdiff_parse_f64(fd->opt, v, fd->lo, fd->hi); break;
     case MDIFF_F_FLAG: *(int *)base = 1; break;
     case MDIFF_F_STR:
-        if (fd->choices && !choice_ok(fd->choices, v))
+        if (!mdiff_field_choice_ok(fd, v))
             mdiff_user_error("%s: unknown value '%s' (choose one of %s)", fd->opt, v, fd->choices);
         if (v[0] == '\0') mdiff_user_error("%s: empty value", fd->opt);
         if (strlen(v) >= fd->size)
@@ -330,14 +331,33 @@ void mdiff_field_format(const mdiff_field *fd, const mdiff_config *cfg, char *bu
 }
 
 int mdiff_field_equal(const mdiff_field *fd, const mdiff_config *a, const mdiff_config *b) {
-    char va[256], vb[256];
-    mdiff_field_format(fd, a, va, sizeof va);
-    mdiff_field_format(fd, b, vb, sizeof vb);
     if (fd->type == MDIFF_F_F64) return *(const double *)((const char *)a + fd->off) ==
                                         *(const double *)((const char *)b + fd->off);
     if (fd->type == MDIFF_F_F32) return *(const float *)((const char *)a + fd->off) ==
                                         *(const float *)((const char *)b + fd->off);
+    char va[MDIFF_PATH_MAX + 64], vb[MDIFF_PATH_MAX + 64];
+    mdiff_field_format(fd, a, va, sizeof va);
+    mdiff_field_format(fd, b, vb, sizeof vb);
     return strcmp(va, vb) == 0;
+}
+
+/* Bytes a field occupies in mdiff_config (lists: the whole array; their count is separate). */
+static size_t field_bytes(const mdiff_field *fd) {
+    switch (fd->type) {
+    case MDIFF_F_STR: return fd->size;
+    case MDIFF_F_INTLIST: return fd->size * sizeof(int);
+    case MDIFF_F_I64: return sizeof(int64_t);
+    case MDIFF_F_U64: return sizeof(uint64_t);
+    case MDIFF_F_F64: return sizeof(double);
+    case MDIFF_F_F32: return sizeof(float);
+    default: return sizeof(int); /* INT, FLAG */
+    }
+}
+
+void mdiff_field_copy(const mdiff_field *fd, mdiff_config *dst, const mdiff_config *src) {
+    memcpy((char *)dst + fd->off, (const char *)src + fd->off, field_bytes(fd));
+    if (fd->type == MDIFF_F_INTLIST)
+        memcpy((char *)dst + fd->count_off, (const char *)src + fd->count_off, sizeof(int));
 }
 
 void mdiff_config_print(const mdiff_config *cfg, FILE *f) {

@@ -156,12 +156,7 @@ static void merge_checkpoint_config(run *r, const mdiff_ckpt *ck, const mdiff_gi
     }
     for (int i = 0; i < n; i++) {
         if (f[i].identity) {
-            memcpy((char *)&r->cfg + f[i].off, (const char *)&ckc + f[i].off,
-                   f[i].type == MDIFF_F_STR ? f[i].size
-                   : f[i].type == MDIFF_F_INTLIST ? f[i].size * sizeof(int)
-                   : f[i].type == MDIFF_F_I64 || f[i].type == MDIFF_F_U64 || f[i].type == MDIFF_F_F64 ? 8 : 4);
-            if (f[i].type == MDIFF_F_INTLIST)
-                memcpy((char *)&r->cfg + f[i].count_off, (const char *)&ckc + f[i].count_off, sizeof(int));
+            mdiff_field_copy(&f[i], &r->cfg, &ckc);
         } else if (f[i].opt && !mdiff_given_has(given, f[i].attr) && !mdiff_field_equal(&f[i], &r->cfg, &ckc) &&
                    strcmp(f[i].attr, "resume") != 0) {
             char mine[128], theirs[128];

@@ -112,6 +112,10 @@ void mdiff_config_print(const mdiff_config *cfg, FILE *f);
 void mdiff_field_format(const mdiff_field *fd, const mdiff_config *cfg, char *buf, size_t cap);
 /* 1 when the field's value is equal in a and b. */
 int mdiff_field_equal(const mdiff_field *fd, const mdiff_config *a, const mdiff_config *b);
+/* Copies one field's value (and a list's count) from src to dst. */
+void mdiff_field_copy(const mdiff_field *fd, mdiff_config *dst, const mdiff_config *src);
+/* 1 when v is one of a STR field's choices (or the field has none). */
+int mdiff_field_choice_ok(const mdiff_field *fd, const char *v);
 
 /* Number parsing for options: the whole string must be a number in [lo, hi]; otherwise a user
  * error naming the option, the value and the accepted range. */
