@@ -41,6 +41,7 @@
 #include "mdiff/common.h"
 #include "mdiff/ops.h"
 #include "par.h"
+#include "winograd.h"
 
 #include <omp.h>
 
@@ -100,6 +101,8 @@ static int64_t slot_floats(const conv_shape *s) {
 
 int64_t mdiff_conv2d_work_floats(int B, int C, int H, int W, int OC, int K, int stride, int pad) {
     conv_shape s = conv_setup(B, C, H, W, OC, K, stride, pad);
+    if (mdiff_wino_applies(C, OC, H, W, K, stride, pad))
+        return mdiff_wino_work_floats(B, C, H, W, OC);
     int64_t wf = K == 3 ? 9 * (int64_t)C * OC : 0;
     return s.T * thread_floats(&s) + s.nslots * slot_floats(&s) + wf;
 }
@@ -266,6 +269,10 @@ void mdiff_conv2d_forward(float *out, const float *inp, const float *weight, con
                           int B, int C, int H, int W, int OC, int K, int stride, int pad,
                           float *work) {
     conv_shape s = conv_setup(B, C, H, W, OC, K, stride, pad);
+    if (mdiff_wino_applies(C, OC, H, W, K, stride, pad)) {
+        mdiff_wino_forward(out, inp, weight, bias, B, C, H, W, OC, work);
+        return;
+    }
     const int blas = mdiff_blas_single();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(s.T) if (s.T > 1)
     for (int ci = 0; ci < s.nchunks; ci++) {
@@ -341,6 +348,10 @@ void mdiff_conv2d_backward(float *dinp, float *dweight, float *dbias, const floa
                            const float *inp, const float *weight, int B, int C, int H, int W,
                            int OC, int K, int stride, int pad, float *work) {
     conv_shape s = conv_setup(B, C, H, W, OC, K, stride, pad);
+    if (mdiff_wino_applies(C, OC, H, W, K, stride, pad)) {
+        mdiff_wino_backward(dinp, dweight, dbias, dout, inp, weight, B, C, H, W, OC, work);
+        return;
+    }
     const int64_t tf = thread_floats(&s), sf = slot_floats(&s), nw = (int64_t)OC * s.CKK;
     float *parts = work + s.T * tf;      /* the slots' partials, after the threads' buffers */
     float *wf = parts + s.nslots * sf;   /* the flipped weight, shared */

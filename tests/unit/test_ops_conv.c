@@ -23,6 +23,7 @@
 #include "fdcheck.h"
 #include "mdiff/common.h"
 #include "mdiff/ops.h"
+#include "../../src/ops/winograd.h"
 
 #define FD_H 0.25
 #define FD_ATOL 1e-3
@@ -166,6 +167,12 @@ static const conv_cfg CFGS[] = {
     {2, 2, 3, 2, 1, 3, 2, 1}, /* tiny stride 2 */
     {2, 3, 5, 3, 5, 1, 1, 1}, /* 1x1 */
     {2, 4, 3, 3, 5, 1, 1, 0}, /* 1x1, OC < C, no bias */
+    /* 3x3 stride 1 with >= 8 channels each side (and tiles covering <= 1.2 H W): the Winograd
+     * F(2x2, 3x3) path */
+    {2, 8, 9, 13, 11, 3, 1, 1}, /* odd H and W: the last tile row and column are cut */
+    {2, 9, 8, 6, 4, 3, 1, 0},   /* even H and W, no bias */
+    {2, 8, 10, 2, 16, 3, 1, 1}, /* one tile row, 8 tiles wide */
+    {3, 8, 8, 7, 7, 3, 1, 1},   /* 7x7 (tiles cover 8x8): im2col, the same results */
 };
 
 typedef struct {
@@ -310,16 +317,37 @@ static int chunk_samples(conv_cfg g) {
 /* A batch larger than one workspace chunk, with a partial last chunk: the chunk offsets into
  * inp, out, dinp and the dweight/dbias accumulation across chunks are exercised. */
 START_TEST(conv_multi_chunk) {
-    const conv_cfg base[3] = {
+    const conv_cfg base[4] = {
         {64, 2, 3, 40, 37, 3, 1, 1},
         {64, 2, 3, 80, 75, 3, 2, 1},
         {64, 2, 3, 40, 37, 1, 1, 1},
+        {64, 8, 9, 9, 10, 3, 1, 1}, /* Winograd: several samples per chunk */
     };
     conv_cfg g = base[_i];
     int nb = chunk_samples(g);
     ck_assert_msg(nb < g.B, "chunk of %d samples: the case no longer splits the batch", nb);
     g.B = nb + 1 + (nb > 1); /* one full chunk and a partial one (when nb > 1) */
     conv_full_check(g, 500 + (uint64_t)_i, 40);
+}
+END_TEST
+
+/* The configurations meant for the Winograd path take it (and the 7x7 one does not): otherwise
+ * the checks above would silently test im2col twice. */
+START_TEST(conv_winograd_dispatch) {
+    int n = 0;
+    for (size_t i = 0; i < sizeof CFGS / sizeof CFGS[0]; i++) {
+        const conv_cfg g = CFGS[i];
+        int wino = mdiff_wino_applies(g.C, g.OC, g.H, g.W, g.K, g.stride, g.K == 3 ? 1 : 0);
+        if (g.C >= 8 && g.OC >= 8 && !(g.H == 7 && g.W == 7)) {
+            ck_assert_msg(wino, "config %zu should take the Winograd path", i);
+            n++;
+        } else {
+            ck_assert_msg(!wino, "config %zu should not take the Winograd path", i);
+        }
+    }
+    ck_assert_int_eq(n, 3);
+    ck_assert(mdiff_wino_applies(32, 32, 28, 28, 3, 1, 1) && mdiff_wino_applies(64, 64, 14, 14, 3, 1, 1));
+    ck_assert(!mdiff_wino_applies(64, 64, 7, 7, 3, 1, 1) && !mdiff_wino_applies(1, 32, 28, 28, 3, 1, 1));
 }
 END_TEST
 
@@ -345,7 +373,8 @@ int main(void) {
     tcase_add_exit_test(tc, gemm_bad_ld_is_internal_error, 2);
     tcase_add_test(tc, linear_forward_and_backward);
     tcase_add_loop_test(tc, conv_configs, 0, (int)(sizeof CFGS / sizeof CFGS[0]));
-    tcase_add_loop_test(tc, conv_multi_chunk, 0, 3);
+    tcase_add_loop_test(tc, conv_multi_chunk, 0, 4);
+    tcase_add_test(tc, conv_winograd_dispatch);
     tcase_add_exit_test(tc, conv_unsupported_k5, 2);
     tcase_add_exit_test(tc, conv_unsupported_pad0, 2);
     tcase_add_exit_test(tc, conv_unsupported_1x1_s2, 2);

@@ -50,6 +50,8 @@ static const conv_cfg CONVS[] = {
     {37, 6, 12, 10, 4, 1, 1},  /* 1x1 */
     {5, 3, 40, 40, 4, 3, 1},   /* 1600-pixel planes: one sample per chunk (the direct path) */
     {5, 4, 40, 40, 3, 1, 1},
+    {37, 8, 12, 10, 9, 3, 1},  /* Winograd: 30 tiles per sample, 8 per chunk, last partial */
+    {5, 9, 40, 40, 8, 3, 1},   /* Winograd: one sample per chunk */
 };
 
 START_TEST(conv_threads) {
