@@ -1,6 +1,7 @@
 /* bench_conv: times conv2d forward+backward at every conv shape of the default 28x28 U-Net
  * (ch 32, mult 1,2,2, nres 2, attention at 7) at batch 64, and compares the achieved GFLOP/s with
- * cblas_sgemm on a large square and on the same GEMM shapes alone (the im2col-free bound).
+ * cblas_sgemm on a large square and on the same GEMM shapes alone (the bound of im2col + GEMM;
+ * the Winograd shapes beat it).
  * Usage: build/bench/bench_conv [batch] [reps]; the thread count is OPENBLAS_NUM_THREADS.
  * Times are the fastest of `reps` runs. */
 #include <cblas.h>
@@ -70,8 +71,10 @@ int main(int argc, char **argv) {
     mdiff_set_threads(openblas_get_num_threads()); /* the ops' own budget (BLAS runs 1 inside) */
     printf("bench_conv: batch %d, reps %d, OPENBLAS_NUM_THREADS=%s\n", B, reps, th ? th : "(unset)");
     printf("sgemm 2048^3: %.1f GFLOP/s\n", sgemm_gflops(2048, 2048, 2048, 3));
-    /* GFLOP/s counts the three GEMMs' flops (2 without dinp); gemm-only is cblas_sgemm alone on
-     * the forward's shape (OC x B*OH*OW x C*K*K), the bound without im2col and layout passes. */
+    /* GFLOP/s counts the three direct-convolution GEMMs' flops (2 without dinp), whichever
+     * algorithm ran; gemm-only is cblas_sgemm alone on the im2col forward's shape (OC x B*OH*OW x
+     * C*K*K), im2col's bound without its layout passes, which Winograd (3x3 stride 1 with >= 8
+     * channels, src/ops/winograd.c) can beat. */
     printf("%-22s %5s %9s %9s %9s %9s %8s\n", "shape", "count", "fwd ms", "bwd ms", "GFLOP/s",
            "gemm-only", "total ms");
     double tot_t = 0, tot_f = 0;

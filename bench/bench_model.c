@@ -349,7 +349,7 @@ int main(int argc, char **argv) {
             const double g = gt[f] / reps;
             printf("  %-28s %8.1f ms %5.1f%%   (%.1f GFLOP/s per thread in sgemm)\n", "conv: sgemm",
                    1e3 * g, 100 * g / step_all, gt[f] > 0 ? gfl[f] / gt[f] / T / 1e9 : 0.0);
-            printf("  %-28s %8.1f ms %5.1f%%\n", "conv: im2col/col2im/layout", 1e3 * (s - g),
+            printf("  %-28s %8.1f ms %5.1f%%\n", "conv: transforms/im2col", 1e3 * (s - g),
                    100 * (s - g) / step_all);
             printf("RESULT fam_conv_gemm_ms %.2f\nRESULT fam_conv_other_ms %.2f\n", 1e3 * g,
                    1e3 * (s - g));

@@ -1,6 +1,8 @@
 /* conv: 2-D convolution, forward and backward, NCHW float32, as GEMMs on OpenBLAS.
  * Supported: K=3 pad 1 stride 1 or 2, and K=1 pad 0 stride 1 (the ResBlock skip and the
  * attention qkv/proj projections).
+ * 3x3 stride 1 with >= 8 channels each side (where the tiles do not overhang much) goes to
+ * winograd.c (F(2x2, 3x3), 2.25x fewer multiplies); everything below is the im2col path.
  *
  * The batch is cut into chunks of nb samples (at most CONV_CHUNK_COLS output positions, see
  * below). A chunk's im2col matrix is col (C*K*K, nb*OH*OW), column j*OH*OW + oh*OW + ow for
