@@ -4,12 +4,12 @@
 # cores), data-parallel scaling (np=1 vs np=2, 1 thread per rank), peak memory per rank and the
 # time per op family. Read bench/README.md for what each line means.
 # Environment: BUILD (default build), BENCH_REPS (timed reps per figure, default 5),
-# BENCH_STEPS (mdiff-train steps per data-parallel run, default 12), BENCH_PYTHON (the python with
+# BENCH_STEPS (mdiff-train steps per data-parallel run, default 30), BENCH_PYTHON (the python with
 # torch, default /usr/bin/python3; without torch the PyTorch lines are skipped with a message).
 set -euo pipefail
 BUILD=${BUILD:-build}
 REPS=${BENCH_REPS:-5}
-STEPS=${BENCH_STEPS:-12}
+STEPS=${BENCH_STEPS:-30}
 PY=${BENCH_PYTHON:-/usr/bin/python3}
 T=$(nproc)
 BATCH=64

@@ -87,6 +87,9 @@ static void write_array(hid_t file, const char *name, hid_t mtype, hid_t ftype, 
     hid_t sp = MDIFF_H5(H5Screate_simple(rank, dims, NULL), "dataspace of %s", name);
     hid_t dcpl = MDIFF_H5(H5Pcreate(H5P_DATASET_CREATE), "dcpl");
     MDIFF_H5(H5Pset_chunk(dcpl, rank, chunk), "chunk %s", name);
+    /* no creation/modification times in the object headers: the same content makes the same
+     * bytes (mdiff-sample --h5 is byte-identical over runs, ranks and threads) */
+    MDIFF_H5(H5Pset_obj_track_times(dcpl, 0), "track times %s", name);
     hid_t d = H5Dcreate2(file, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (d < 0) write_failed(final, tmp);
     if (H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) write_failed(final, tmp);
@@ -105,10 +108,13 @@ static void write_file(const char *tmp, const char *final, const mdiff_data_cont
                        int64_t rows, int k, int K, uint32_t fp) {
     hid_t fapl = MDIFF_H5(H5Pcreate(H5P_FILE_ACCESS), "fapl");
     MDIFF_H5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), "libver bounds");
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fcpl = MDIFF_H5(H5Pcreate(H5P_FILE_CREATE), "fcpl");
+    MDIFF_H5(H5Pset_obj_track_times(fcpl, 0), "track times"); /* the root group's: see write_array */
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (f < 0) write_failed(final, tmp);
     g_open_file = f;
     H5Pclose(fapl);
+    H5Pclose(fcpl);
 
     hsize_t chunk_rows = (hsize_t)(ct->chunk_rows > 0 ? ct->chunk_rows : default_chunk_rows(ct));
     int64_t rb = row_bytes_of(ct);

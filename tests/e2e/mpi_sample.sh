@@ -4,8 +4,9 @@
 # (attention, EMA) is sampled with 37 images (two full micro-batches of 16 and a partial one):
 # np=1 with 1 and 2 OpenBLAS threads (the latter runs 2 worker threads), np=2 and np=3 with 1,
 # np=2 with 2; stochastic DDIM (eta 0.5) and respaced DDPM; every /images equals np=1's exactly
-# (h5diff compares exactly by default). Also the MLP's /points (np=1 vs np=2), and a negative
-# control: another --seed gives other images.
+# (h5diff compares exactly by default), and the whole files are byte-identical too (no object
+# timestamps are written). Also the MLP's /points (np=1 vs np=2), and a negative control: another
+# --seed gives other images.
 # Environment: BUILD (build directory, default "build").
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -48,6 +49,8 @@ for c in "np1_t2 1 2" "np2_t1 2 1" "np3_t1 3 1" "np2_t2 2 2"; do
     set -- $c
     sample "ddim_$1" "$2" "$3" "${U[@]}" --sampler ddim --eta 0.5 && same_as ddim_np1_t1 "ddim_$1" /images
 done
+if cmp -s "$T/ddim_np1_t1.h5" "$T/ddim_np2_t2.h5"; then pass "ddim_np2_t2.h5 == ddim_np1_t1.h5 (whole file)"
+else fail "whole file" "$(cmp "$T/ddim_np1_t1.h5" "$T/ddim_np2_t2.h5" 2>&1)"; fi
 sample ddpm_np1_t1 1 1 "${U[@]}" --sampler ddpm
 sample ddpm_np2_t1 2 1 "${U[@]}" --sampler ddpm && same_as ddpm_np1_t1 ddpm_np2_t1 /images
 sample ddpm_np1_t2 1 2 "${U[@]}" --sampler ddpm && same_as ddpm_np1_t1 ddpm_np1_t2 /images
