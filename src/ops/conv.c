@@ -219,18 +219,6 @@ static void add_from_cm(float *restrict dst, const float *restrict src, int n, i
         }
 }
 
-/* Sum of x[0..n) in 8 float lanes (vectorisable) promoted to double at the end. */
-static double sum_lanes(const float *restrict x, int64_t n) {
-    float p[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) p[l] += x[i + l];
-    double t = 0;
-    for (; i < n; i++) t += x[i];
-    for (int l = 0; l < 8; l++) t += p[l];
-    return t;
-}
-
 /* Fills col (CKK, n*OHW) from the chunk's input. */
 static void fill_col(float *col, const float *inp, int n, const conv_shape *s) {
     if (s->K == 3)
@@ -329,7 +317,7 @@ static void backward_chunk(float *dinp, float *dweight, float *dbias, const floa
     }
     if (dbias) {
         const int OC = s->OC; /* each oc summed by one thread in a fixed order */
-        for (int oc = 0; oc < OC; oc++) dbias[oc] += (float)sum_lanes(dy + oc * ncols, ncols);
+        for (int oc = 0; oc < OC; oc++) dbias[oc] += (float)mdiff_sum_lanes(dy + oc * ncols, ncols);
     }
     mdiff_gemm(0, 1, s->OC, s->CKK, ncols, 1.0f, dy, ncols, cl, ncols, 1.0f, dweight, s->CKK);
     if (!dinp) return;

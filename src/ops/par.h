@@ -9,6 +9,7 @@
 #define MDIFF_OPS_PAR_H
 
 #include <cblas.h>
+#include <stdint.h>
 
 #include "mdiff/common.h"
 
@@ -47,6 +48,19 @@ static inline int mdiff_blas_single(void) {
 }
 static inline void mdiff_blas_restore(int t) {
     if (t != 1) openblas_set_num_threads(t);
+}
+
+/* Sum of x[0..n) in 8 float lanes (vectorisable), promoted to double at the end: the fixed
+ * summation order the convs' dbias uses (im2col and Winograd alike). */
+static inline double mdiff_sum_lanes(const float *restrict x, int64_t n) {
+    float p[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) p[l] += x[i + l];
+    double t = 0;
+    for (; i < n; i++) t += x[i];
+    for (int l = 0; l < 8; l++) t += p[l];
+    return t;
 }
 
 #endif

@@ -425,18 +425,6 @@ void mdiff_wino_forward(float *out, const float *inp, const float *weight, const
     mdiff_blas_restore(blas);
 }
 
-/* Sum of x[0..n) in 8 float lanes (vectorisable), promoted to double at the end. */
-static double sum_lanes(const float *restrict x, int64_t n) {
-    float p[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) p[l] += x[i + l];
-    double t = 0;
-    for (; i < n; i++) t += x[i];
-    for (int l = 0; l < 8; l++) t += p[l];
-    return t;
-}
-
 /* One chunk's contribution: dU partial (16, OC, C) +=, dbias partial +=, dinp += (if non-NULL). */
 static void backward_chunk(float *dinp, float *dU, float *dbias, const float *dout,
                            const float *inp, const float *U, int n, const wino_shape *s,
@@ -448,7 +436,7 @@ static void backward_chunk(float *dinp, float *dU, float *dbias, const float *do
     if (dbias)
         for (int64_t oc = 0; oc < OC; oc++)
             for (int j = 0; j < n; j++)
-                dbias[oc] += (float)sum_lanes(dout + ((int64_t)j * OC + oc) * s->HW, s->HW);
+                dbias[oc] += (float)mdiff_sum_lanes(dout + ((int64_t)j * OC + oc) * s->HW, s->HW);
     for (int xi = 0; xi < 16; xi++) {
         float *Vx = V + xi * v_stride(s), *dMx = dM + xi * m_stride(s);
         mdiff_gemm(0, 1, OC, C, T, 1.0f, dMx, T, Vx, T, 1.0f, dU + xi * OC * C, C);
