@@ -12,6 +12,12 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 BIN=$BUILD/bin
+# ckpt_check reads the checkpoints' step and data cursors (no Python in tests): built here, as
+# bad_input.sh builds h5poke; into a temporary name first so a concurrent run never sees half a file.
+CK=$BUILD/tests/ckpt_check
+mkdir -p "$BUILD/tests"
+mpicc -O1 -Wall -Wextra -o "$CK.$$" tests/e2e/ckpt_check.c $(pkg-config --cflags --libs hdf5-openmpi) -lm &&
+    mv -f "$CK.$$" "$CK" || { echo "FAIL: cannot build ckpt_check"; exit 1; }
 T=$(mktemp -d /tmp/mdiff_e2e_mpi_signal.XXXXXX)
 MPID=""
 cleanup() { [ -n "$MPID" ] && kill -KILL "$MPID" 2>/dev/null; rm -rf "$T"; }
@@ -70,16 +76,8 @@ finish() {
     return 0
 }
 
-# ckpt_state FILE: "step e0 e1 ... c0 c1 ..." (loader epochs and cursors of every rank).
-ckpt_state() {
-    /usr/bin/python3 - "$1" <<'EOF'
-import sys, h5py
-f = h5py.File(sys.argv[1], "r")
-print(int(f.attrs["step"]), int(f.attrs["world_size"]),
-      " ".join(str(int(x)) for x in f["state/loader_epoch"][()]),
-      " ".join(str(int(x)) for x in f["state/loader_cursor"][()]))
-EOF
-}
+# ckpt_state FILE: "step world e0 e1 ... c0 c1 ..." (loader epochs and cursors of every rank).
+ckpt_state() { "$CK" state "$1"; }
 
 # ---- 1. SIGUSR1 to rank 1 only ------------------------------------------------------------------
 if start usr1_rank1 2; then
