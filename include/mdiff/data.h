@@ -30,6 +30,15 @@ typedef struct mdiff_dataset mdiff_dataset;
  * user error on bad input. The files are opened on demand; mdiff_dataset_close closes them all. */
 mdiff_dataset *mdiff_dataset_open(const char *spec);
 void mdiff_dataset_close(mdiff_dataset *ds);
+/* Groups paths given as separate arguments into specs for mdiff_dataset_open, for commands that
+ * take several data sets (mdiff-data info): a shell glob such as PREFIX-*.h5 gives one argument
+ * per shard, in whatever order the shell sorts them. Arguments named PREFIX-KKKKK-of-NNNNN.h5
+ * with the same PREFIX and NNNNN form one spec, their paths comma-separated in shard order, at the
+ * place of the first of them; every other argument (a file, a comma list, a directory, a prefix)
+ * is a spec of its own. A set with a shard missing from the arguments, or a shard given twice, is a
+ * user error naming the missing (or repeated) file and the fix; the files' contents are validated
+ * later by mdiff_dataset_open. Returns the number of specs; free each of *specs, then *specs. */
+int mdiff_data_group_args(int n, char *const *args, char ***specs);
 
 int mdiff_dataset_is_images(const mdiff_dataset *ds); /* else points */
 int mdiff_dataset_has_labels(const mdiff_dataset *ds);

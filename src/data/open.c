@@ -1,5 +1,6 @@
 /* data/open: resolves a data set spec into files, validates each file's schema and the shard sets
- * they form, and reads rows/labels by global index (one hyperslab read per file touched).
+ * they form, and reads rows/labels by global index (one hyperslab read per file touched); groups
+ * shard files given as separate arguments (a shell glob) into the spec of their set.
  * Validation errors are on shared input, so every rank finds the same one: mdiff_user_error_all. */
 #include <dirent.h>
 #include <errno.h>
@@ -135,6 +136,98 @@ static void resolve_spec(const char *spec, strlist *out) {
         p = comma + 1;
     }
     free(copy);
+}
+
+/* ---- separate arguments -> data set specs ---------------------------------------------------- */
+
+/* PATH = PREFIX-KKKKK-of-NNNNN.h5 (the writer's shard names, mdiff_data_shard_name) with k < n: sets
+ * the prefix length, k and n and returns 1; 0 for any other name, a directory or a path holding a
+ * comma (which mdiff_dataset_open would split). */
+static int shard_arg(const char *path, size_t *plen, int *k, int *n) {
+    static const char tail[] = "-00000-of-00000.h5";
+    size_t L = strlen(path), T = sizeof tail - 1;
+    if (L <= T || L >= MDIFF_PATH_MAX || strchr(path, ',')) return 0;
+    const char *s = path + L - T;
+    if (s[0] != '-' || memcmp(s + 6, "-of-", 4) != 0 || strcmp(s + 15, ".h5") != 0) return 0;
+    int a = 0, b = 0;
+    for (int i = 0; i < 5; i++) {
+        if (s[1 + i] < '0' || s[1 + i] > '9' || s[10 + i] < '0' || s[10 + i] > '9') return 0;
+        a = 10 * a + (s[1 + i] - '0');
+        b = 10 * b + (s[10 + i] - '0');
+    }
+    struct stat st;
+    if (b < 1 || a >= b || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) return 0;
+    *plen = L - T;
+    *k = a;
+    *n = b;
+    return 1;
+}
+
+int mdiff_data_group_args(int n, char *const *args, char ***specs_out) {
+    char **specs = mdiff_calloc(n > 0 ? (size_t)n : 1, sizeof(char *), "data set specs");
+    char *taken = mdiff_calloc(n > 0 ? (size_t)n : 1, 1, "argument flags");
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        if (taken[i]) continue;
+        taken[i] = 1;
+        size_t pl;
+        int k, K;
+        if (!shard_arg(args[i], &pl, &k, &K)) {
+            specs[ns] = strdup(args[i]);
+            MDIFF_CHECK(specs[ns] != NULL, "strdup");
+            ns++;
+            continue;
+        }
+        /* the set PREFIX-*-of-K: every later argument with the same prefix and count */
+        int *at = mdiff_malloc((size_t)K * sizeof(int), "shard arguments");
+        for (int s = 0; s < K; s++) at[s] = -1;
+        at[k] = i;
+        int given = 1;
+        size_t len = strlen(args[i]) + 1;
+        for (int j = i + 1; j < n; j++) {
+            size_t pj;
+            int kj, Kj;
+            if (taken[j] || !shard_arg(args[j], &pj, &kj, &Kj) || pj != pl || Kj != K ||
+                strncmp(args[j], args[i], pl) != 0)
+                continue;
+            if (at[kj] >= 0)
+                BAD("%s is given twice: give each shard of a set once (e.g. the glob %.*s-*.h5)", args[j],
+                    (int)pl, args[i]);
+            at[kj] = j;
+            taken[j] = 1;
+            given++;
+            len += strlen(args[j]) + 1;
+        }
+        if (given < K) {
+            int m = 0;
+            while (at[m] >= 0) m++;
+            char prefix[MDIFF_PATH_MAX], miss[MDIFF_PATH_MAX];
+            mdiff_snprintf(prefix, sizeof prefix, "%.*s", (int)pl, args[i]);
+            mdiff_data_shard_name(miss, sizeof miss, prefix, m, K);
+            struct stat st;
+            if (stat(miss, &st) == 0)
+                BAD("shard set %s is incomplete: %d of its %d shards are given, %s is missing: give all "
+                    "%d shard files (e.g. %s-*.h5) or the prefix %s",
+                    prefix, given, K, miss, K, prefix, prefix);
+            BAD("shard set %s is incomplete: %s is missing (%d of %d shards given and it does not exist): "
+                "remake the set with mdiff-data --shards %d or remove its leftover shards",
+                prefix, miss, given, K, K);
+        }
+        char *spec = mdiff_malloc(len, "data set spec");
+        size_t used = 0;
+        for (int s = 0; s < K; s++) {
+            size_t l = strlen(args[at[s]]);
+            if (s) spec[used++] = ',';
+            memcpy(spec + used, args[at[s]], l);
+            used += l;
+        }
+        spec[used] = '\0';
+        specs[ns++] = spec;
+        free(at);
+    }
+    free(taken);
+    *specs_out = specs;
+    return ns;
 }
 
 /* ---- attributes ------------------------------------------------------------------------------ */

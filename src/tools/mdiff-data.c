@@ -1,7 +1,7 @@
 /* mdiff-data: makes and inspects mdiff data sets (DESIGN.md §4-5).
  *   mdiff-data fashion-mnist --out FILE|PREFIX [--split train|test] [--shards K] [--src DIR]
  *   mdiff-data toy --kind gaussians8|swissroll|moons --n N [--seed S] --out FILE
- *   mdiff-data info PATH...
+ *   mdiff-data info PATH...   (shard files given one by one, e.g. PREFIX-*.h5, count as their set)
  * A thin main over the data module: one function per subcommand, listed in SUBCMDS; adding a
  * subcommand is one function and one table line. */
 #include <stdio.h>
@@ -183,17 +183,21 @@ static void info_one(const char *spec) {
     mdiff_dataset_close(ds);
 }
 
+/* Each argument is a data set, except that shard files given one by one (the shell's expansion of
+ * PREFIX-*.h5) are grouped into their set first: see mdiff_data_group_args. */
 static int cmd_info(int argc, char **argv) {
-    int n = 0;
     for (int i = 1; i < argc; i++) {
         if (common_opt(argv[i])) continue;
         if (argv[i][0] == '-' && argv[i][1] == '-') unknown_opt(argv[i]);
     }
-    for (int i = 1; i < argc; i++) {
-        info_one(argv[i]);
-        n++;
+    need(argc > 1 ? "" : NULL, "at least one PATH");
+    char **specs;
+    int ns = mdiff_data_group_args(argc - 1, argv + 1, &specs);
+    for (int i = 0; i < ns; i++) {
+        info_one(specs[i]);
+        free(specs[i]);
     }
-    need(n ? "" : NULL, "at least one PATH");
+    free(specs);
     return 0;
 }
 
@@ -277,7 +281,9 @@ static const subcmd SUBCMDS[] = {
     {"info", cmd_info,
      "info PATH...\n"
      "  Validates each data set (a file, comma-separated files, a directory or a shard prefix),\n"
-     "  recomputes its fingerprint and prints rows, shape, dtype, value range and shard layout."},
+     "  recomputes its fingerprint and prints rows, shape, dtype, value range and shard layout.\n"
+     "  Shard files given one by one (e.g. the glob PREFIX-*.h5) count as their set, in any order;\n"
+     "  a set with a shard missing from the arguments is an error."},
     {"forward", cmd_forward,
      "forward DATA -o FILE.png [--schedule linear|cosine] [--timesteps T] [--seed S]\n"
      "  Draws the forward (noising) process on the first 8 images of DATA: each row one image,\n"

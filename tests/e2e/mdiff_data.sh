@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of mdiff-data: the real Fashion-MNIST conversion (single file and 4 shards, same
-# fingerprint, `info` output), the toy sets, and every bad input of issue 2: each must exit 1 with
+# fingerprint, `info` output on the prefix, the shell glob of the shards and several data sets in
+# one call), the toy sets, and every bad input of issue 2: each must exit 1 with
 # exactly one line on stderr naming the file or option, and leave no output or temporary file.
 # Environment: BUILD (build directory, default "build").
 set -u
@@ -73,12 +74,39 @@ fp4=$(awk '/fingerprint/{print $2}' "$T/info4.txt")
 grep -q "rows \[45000, 60000)  shard 3 of 4" "$T/info4.txt" && pass "shard layout" || fail "shard layout" "$(cat "$T/info4.txt")"
 mkdir "$T/fm4dir" && cp "$T"/fm4-0000*.h5 "$T/fm4dir/"
 expect_ok "info on a directory and on a list" "$BIN" info "$T/fm4dir" "$T/fm4-00000-of-00004.h5,$T/fm4-00001-of-00004.h5,$T/fm4-00002-of-00004.h5,$T/fm4-00003-of-00004.h5"
+# the shell glob of the set (one argument per shard, sorted by the shell) and the same files in
+# reverse order: each is that one set (DESIGN.md §5), described exactly as the prefix describes it
+# apart from the first line, which names the files opened
+expect_ok "info on the shell glob of the shard set" "$BIN" info "$T"/fm4-*.h5
+cp "$T/out.txt" "$T/info_glob.txt"
+[ "$(grep -c fingerprint "$T/info_glob.txt")" -eq 1 ] && grep -q "^  rows         60000$" "$T/info_glob.txt" &&
+    grep -q "^  files        4$" "$T/info_glob.txt" && grep -q "rows \[15000, 30000)  shard 1 of 4" "$T/info_glob.txt" &&
+    grep -q "rows \[45000, 60000)  shard 3 of 4" "$T/info_glob.txt" && grep -q "fingerprint  $fp1 (verified)" "$T/info_glob.txt" &&
+    pass "the glob is described as one set: 60000 rows, 4 shards, fingerprint $fp1" ||
+    fail "info on the glob" "$(cat "$T/info_glob.txt")"
+tail -n +2 "$T/info_glob.txt" | cmp -s - <(tail -n +2 "$T/info4.txt") && pass "glob and prefix give the same description" ||
+    fail "glob vs prefix" "$(diff <(tail -n +2 "$T/info4.txt") <(tail -n +2 "$T/info_glob.txt"))"
+expect_ok "info on the shard files in reverse order" "$BIN" info "$T/fm4-00003-of-00004.h5" "$T/fm4-00002-of-00004.h5" "$T/fm4-00001-of-00004.h5" "$T/fm4-00000-of-00004.h5"
+cmp -s "$T/out.txt" "$T/info_glob.txt" && pass "reverse order gives the glob's description" ||
+    fail "reverse order" "$(diff "$T/info_glob.txt" "$T/out.txt")"
+expect_error "info on 3 of the 4 shards" "fm4-00002-of-00004.h5 is missing" "$T/none*" "$BIN" info "$T"/fm4-0000[013]-of-00004.h5
+expect_error "a shard given twice" "fm4-00001-of-00004.h5 is given twice" "$T/none*" "$BIN" info "$T"/fm4-*.h5 "$T/fm4-00001-of-00004.h5"
 expect_ok "fashion-mnist test split" "$BIN" fashion-mnist --split test --out "$T/fmt.h5"
 "$BIN" info "$T/fmt.h5" | grep -q "rows         10000" && pass "test split has 10000 rows" || fail "test split" "rows"
 for k in gaussians8 swissroll moons; do
     expect_ok "toy $k" "$BIN" toy --kind $k --n 1000 --seed 3 --out "$T/$k.h5"
     expect_ok "info toy $k" "$BIN" info "$T/$k.h5"
 done
+# several independent data sets in one call: each described on its own, in argument order
+expect_ok "info on two single files" "$BIN" info "$T/gaussians8.h5" "$T/moons.h5"
+[ "$(grep -c "(verified)" "$T/out.txt")" -eq 2 ] && [ "$(grep -c "^  rows         1000$" "$T/out.txt")" -eq 2 ] &&
+    [ "$(grep "^  kind" "$T/out.txt" | awk '{print $2}' | paste -sd,)" = "gaussians8,moons" ] &&
+    [ "$(grep -v "^ " "$T/out.txt" | paste -sd,)" = "$T/gaussians8.h5,$T/moons.h5" ] &&
+    pass "two single files: two descriptions (gaussians8, moons)" || fail "two single files" "$(cat "$T/out.txt")"
+expect_ok "info on a file, the glob of a set and a file" "$BIN" info "$T/moons.h5" "$T"/fm4-*.h5 "$T/gaussians8.h5"
+[ "$(grep -c "(verified)" "$T/out.txt")" -eq 3 ] &&
+    [ "$(grep "^  rows" "$T/out.txt" | awk '{print $2}' | paste -sd,)" = "1000,60000,1000" ] &&
+    pass "file, set, file: three descriptions (1000, 60000, 1000 rows)" || fail "file, set, file" "$(cat "$T/out.txt")"
 expect_ok "--help" "$BIN" --help
 expect_ok "toy --help" "$BIN" toy --help
 expect_ok "--version" "$BIN" --version
@@ -141,11 +169,15 @@ expect_error "info on a directory without .h5" "$T/empty" "$T/none*" "$BIN" info
 "$BIN" fashion-mnist --src "$T/ok" --shards 3 --out "$T/s3" >/dev/null
 rm "$T/s3-00001-of-00003.h5"
 expect_error "missing shard" "s3-00001-of-00003.h5" "$T/none*" "$BIN" info "$T/s3"
+expect_error "glob of a set with a shard missing on disk" "s3-00001-of-00003.h5 is missing (2 of 3 shards given and it does not exist)" "$T/none*" "$BIN" info "$T"/s3-*.h5
 "$BIN" fashion-mnist --src "$T/ok" --shards 2 --out "$T/sa" >/dev/null
 mkidx "$T/ok6" 6 6 2051 0
 "$BIN" fashion-mnist --src "$T/ok6" --shards 2 --out "$T/sb" >/dev/null
 expect_error "shards of different sets" "sb-00001-of-00002.h5" "$T/none*" "$BIN" info "$T/sa-00000-of-00002.h5,$T/sb-00001-of-00002.h5"
 expect_error "shards out of order" "sa-00001-of-00002.h5" "$T/none*" "$BIN" info "$T/sa-00001-of-00002.h5,$T/sa-00000-of-00002.h5"
+# names of one set, contents of two: the glob cannot be grouped into one data set
+mkdir "$T/mix" && cp "$T/sa-00000-of-00002.h5" "$T/mix/m-00000-of-00002.h5" && cp "$T/sb-00001-of-00002.h5" "$T/mix/m-00001-of-00002.h5"
+expect_error "glob over shards of different sets" "m-00001-of-00002.h5 belongs to another data set" "$T/none*" "$BIN" info "$T"/mix/m-*.h5
 "$BIN" toy --kind moons --n 10 --out "$T/pts.h5" >/dev/null
 expect_error "images and points mixed" "/points" "$T/none*" "$BIN" info "$T/small.h5,$T/pts.h5"
 # change one pixel inside the stored data: the recomputed fingerprint must differ

@@ -225,6 +225,70 @@ START_TEST(independent_files_form_one_set) {
 }
 END_TEST
 
+/* Separate arguments (a shell glob PREFIX-*.h5 in any order) grouped into data set specs: shard
+ * files of one set become one spec in shard order, at the place of the first of them; everything
+ * else stays as given. Names only: no file needs to exist for a complete set. */
+START_TEST(group_args_forms_sets) {
+    char *args[] = {"x/a-00002-of-00003.h5", "one.h5", "x/a-00000-of-00003.h5", "p.h5,q.h5",
+                    "x/a-00001-of-00003.h5", "x/b-00000-of-00001.h5", "y/a-00001-of-00002.h5",
+                    "y/a-00000-of-00002.h5", "x/a-0000-of-00003.h5", "x/a-00003-of-00003.h5", "pre"};
+    const char *want[] = {"x/a-00000-of-00003.h5,x/a-00001-of-00003.h5,x/a-00002-of-00003.h5",
+                          "one.h5", "p.h5,q.h5", "x/b-00000-of-00001.h5",
+                          "y/a-00000-of-00002.h5,y/a-00001-of-00002.h5",
+                          "x/a-0000-of-00003.h5",  /* not a shard name: 4 digits */
+                          "x/a-00003-of-00003.h5", /* not a shard name: index >= count */
+                          "pre"};
+    char **specs;
+    int n = mdiff_data_group_args((int)(sizeof args / sizeof args[0]), args, &specs);
+    ck_assert_int_eq(n, (int)(sizeof want / sizeof want[0]));
+    for (int i = 0; i < n; i++) {
+        ck_assert_str_eq(specs[i], want[i]);
+        free(specs[i]);
+    }
+    free(specs);
+}
+END_TEST
+
+/* A real set given file by file in reverse order opens as the set (same rows, one fingerprint). */
+START_TEST(group_args_reverse_order_opens_as_set) {
+    const int64_t n = 23;
+    uint32_t fp;
+    write_images("rev", 4, n, 1, 2, 3, 4, 7, &fp);
+    char prefix[512], f[4][600];
+    path_in(prefix, sizeof prefix, "rev");
+    char *args[4];
+    for (int k = 0; k < 4; k++) {
+        mdiff_data_shard_name(f[k], sizeof f[k], prefix, 3 - k, 4);
+        args[k] = f[k];
+    }
+    char **specs;
+    ck_assert_int_eq(mdiff_data_group_args(4, args, &specs), 1);
+    mdiff_dataset *ds = mdiff_dataset_open(specs[0]);
+    mdiff_dataset *ref = mdiff_dataset_open(prefix);
+    ck_assert_int_eq(mdiff_dataset_nfiles(ds), 4);
+    ck_assert_int_eq(mdiff_dataset_rows(ds), n);
+    ck_assert_uint_eq(mdiff_dataset_fingerprint(ds), fp);
+    check_same_rows(ref, ds, 0, n);
+    mdiff_dataset_close(ref);
+    mdiff_dataset_close(ds);
+    free(specs[0]);
+    free(specs);
+}
+END_TEST
+
+START_TEST(bad_group_args_incomplete) { /* 3 of 4 shards: exit 1 */
+    char *args[] = {"x/s-00000-of-00004.h5", "x/s-00001-of-00004.h5", "x/s-00003-of-00004.h5"};
+    char **specs;
+    mdiff_data_group_args(3, args, &specs);
+}
+END_TEST
+START_TEST(bad_group_args_twice) {
+    char *args[] = {"s-00000-of-00002.h5", "s-00001-of-00002.h5", "s-00000-of-00002.h5"};
+    char **specs;
+    mdiff_data_group_args(3, args, &specs);
+}
+END_TEST
+
 /* ---- loader ---------------------------------------------------------------------------------- */
 
 #define LN 53 /* rows of the loader's test set: not divisible by 2..7 */
@@ -874,6 +938,8 @@ int main(void) {
     tcase_add_test(tc, single_file_round_trip);
     tcase_add_test(tc, shard_sets_concatenate);
     tcase_add_test(tc, independent_files_form_one_set);
+    tcase_add_test(tc, group_args_forms_sets);
+    tcase_add_test(tc, group_args_reverse_order_opens_as_set);
     tcase_add_test(tc, points_round_trip);
     tcase_add_test(tc, raw_h5py_style_file_opens);
     suite_add_tcase(s, tc);
@@ -914,6 +980,8 @@ int main(void) {
     tcase_add_exit_test(tb, bad_mixed_shard_sets, 1);
     tcase_add_exit_test(tb, bad_shards_out_of_order, 1);
     tcase_add_exit_test(tb, bad_missing_shard, 1);
+    tcase_add_exit_test(tb, bad_group_args_incomplete, 1);
+    tcase_add_exit_test(tb, bad_group_args_twice, 1);
     tcase_add_exit_test(tb, bad_no_such_spec, 1);
     tcase_add_exit_test(tb, bad_not_hdf5, 1);
     tcase_add_exit_test(tb, bad_fingerprint_mismatch, 1);
