@@ -1,10 +1,13 @@
-/* common: error paths, checked wrappers, logging, timers, bounded strings, temp-file cleanup.
- * See include/mdiff/common.h for the contract. Uses MPI only to learn rank/size and to abort. */
+/* common: error paths, checked wrappers, logging, timers, bounded strings, temp-file cleanup, the
+ * thread policy. See include/mdiff/common.h for the contract. Uses MPI only to learn rank/size and
+ * to abort, OpenBLAS only for its thread count. */
 #include "mdiff/common.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <hdf5.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -246,6 +249,35 @@ void mdiff_warn_rank(const char *fmt, ...) {
     va_start(ap, fmt);
     vprint_line(stderr, "warning: ", fmt, ap);
     va_end(ap);
+}
+
+/* ---- threads: the one policy (see common.h) -------------------------------------------------- */
+
+int mdiff_rank_threads(int ranks_on_node, int *from_env) {
+    int env = getenv("OPENBLAS_NUM_THREADS") != NULL;
+    if (from_env) *from_env = env;
+    if (env) return openblas_get_num_threads(); /* the user's choice stands */
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    int affinity = (int)online;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) affinity = CPU_COUNT(&set);
+    int t = (int)(online / (ranks_on_node > 0 ? ranks_on_node : 1));
+    if (t > affinity) t = affinity;
+    if (t < 1) t = 1;
+    openblas_set_num_threads(t);
+    return t;
+}
+
+int mdiff_blas_threads(void) { return openblas_get_num_threads(); }
+
+int mdiff_blas_single(void) {
+    int t = openblas_get_num_threads();
+    if (t != 1) openblas_set_num_threads(1);
+    return t;
+}
+
+void mdiff_blas_restore(int previous) {
+    if (previous != 1) openblas_set_num_threads(previous);
 }
 
 static _Thread_local int g_threads = 1;

@@ -181,13 +181,3 @@ void mdiff_dist_gatherv_f32(const mdiff_dist *d, const float *send, int64_t coun
 void mdiff_dist_barrier(const mdiff_dist *d) {
     if (d->size > 1) MDIFF_MPI(MPI_Barrier(MPI_COMM_WORLD));
 }
-
-int mdiff_dist_default_threads(const mdiff_dist *d) {
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    cpu_set_t set;
-    int affinity = (int)online;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) affinity = CPU_COUNT(&set);
-    int t = (int)(online / (d->local_size > 0 ? d->local_size : 1));
-    if (t > affinity) t = affinity;
-    return t < 1 ? 1 : t;
-}

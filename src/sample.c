@@ -2,7 +2,6 @@
  * one BLAS thread each) and distributed over ranks (see sample.h). */
 #include "mdiff/sample.h"
 
-#include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +109,7 @@ void mdiff_sample_range(const mdiff_sample_opts *o, int64_t lo, int64_t hi, floa
     if (count == 0) return;
     const int mb = MDIFF_SAMPLE_MB;
     int64_t nmb = (count + mb - 1) / mb;
-    int blas_before = openblas_get_num_threads();
-    int W = o->threads > 0 ? o->threads : blas_before;
+    int W = o->threads > 0 ? o->threads : mdiff_blas_threads(); /* 0: the rank's budget */
     if (W < 1) W = 1;
     if (W > nmb) W = (int)nmb;
     sample_worker *ws = mdiff_calloc((size_t)W, sizeof *ws, "sampling workers");
@@ -134,14 +132,14 @@ void mdiff_sample_range(const mdiff_sample_opts *o, int64_t lo, int64_t hi, floa
                                            "trajectory");
     }
     int threads_before = mdiff_threads();
-    openblas_set_num_threads(1);
+    int blas_before = mdiff_blas_single(); /* every worker computes with ONE BLAS thread */
     pthread_t *tid = mdiff_calloc((size_t)W, sizeof(pthread_t), "sampling threads");
     for (int k = 1; k < W; k++)
         MDIFF_CHECK(pthread_create(&tid[k], NULL, sample_worker_run, &ws[k]) == 0,
                     "cannot start sampling thread %d of %d", k, W);
     sample_worker_run(&ws[0]);
     for (int k = 1; k < W; k++) MDIFF_CHECK(pthread_join(tid[k], NULL) == 0, "pthread_join failed");
-    openblas_set_num_threads(blas_before);
+    mdiff_blas_restore(blas_before);
     mdiff_set_threads(threads_before);
     for (int k = 0; k < W; k++) {
         if (k > 0) mdiff_model_free(ws[k].model);

@@ -4,6 +4,7 @@
  *   an error every rank detects together exits cleanly with one line from rank 0.
  * - checked wrappers for allocation, HDF5 (negative hid_t/herr_t) and MPI return codes;
  * - rank-aware logging (rank 0 to stdout; [rank N] prefix for per-rank lines), timers;
+ * - the thread policy: how many BLAS and OpenMP threads compute, decided in one place;
  * - bounded string helpers and a registry of temporary files removed on any error exit,
  *   so a failure never leaves a partial output file behind. */
 #ifndef MDIFF_COMMON_H
@@ -92,6 +93,31 @@ void mdiff_log(const char *fmt, ...) MDIFF_PRINTF(1, 2);
 void mdiff_log_rank(const char *fmt, ...) MDIFF_PRINTF(1, 2);
 void mdiff_warn(const char *fmt, ...) MDIFF_PRINTF(1, 2);
 void mdiff_warn_rank(const char *fmt, ...) MDIFF_PRINTF(1, 2);
+
+/* Threads. OpenBLAS's results change bitwise with its thread count (DESIGN.md §7), so how many
+ * threads compute is one policy, decided here and nowhere else:
+ *  - a rank has a budget, mdiff_rank_threads(): OpenBLAS gets it (process-wide) and the thread
+ *    that runs the training loop gives it to mdiff's own loops too (mdiff_set_threads);
+ *  - inside a model pass or an op BLAS runs with ONE thread (mdiff_blas_single ... restore) and
+ *    the op parallelises its own independent pieces over mdiff_threads(), so no result depends
+ *    on the budget;
+ *  - sampling runs budget-many workers (mdiff_blas_threads()), each with one BLAS thread and
+ *    mdiff_threads() = 1: parallel across fixed micro-batches, bit-identical for any budget. */
+
+/* Decides this rank's thread budget and gives it to OpenBLAS. When OPENBLAS_NUM_THREADS is set
+ * (even to "") the user's choice stands: OpenBLAS keeps the count it read from it, which is
+ * returned, and *from_env = 1. Else the budget is the node's online CPUs / ranks_on_node, capped
+ * by the CPUs this process may run on (its affinity mask), at least 1; it is returned (OpenBLAS
+ * may cap it at its build's maximum: mdiff_blas_threads() is the count in effect) and
+ * *from_env = 0. from_env may be NULL. */
+int mdiff_rank_threads(int ranks_on_node, int *from_env);
+/* OpenBLAS's current thread count: the rank's budget outside model passes. */
+int mdiff_blas_threads(void);
+/* OpenBLAS single-threaded until mdiff_blas_restore(previous); returns the previous count.
+ * openblas_set_num_threads is process-wide: only a thread that owns BLAS's setting (the training
+ * loop's, not a sampling worker's, which finds 1 already) changes it. */
+int mdiff_blas_single(void);
+void mdiff_blas_restore(int previous);
 
 /* Threads mdiff's own loops (OpenMP in ops) may use in the CALLING thread; thread-local, default 1.
  * Forward ops partition only independent outputs, so their results do not depend on it. Worker

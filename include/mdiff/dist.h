@@ -58,8 +58,5 @@ void mdiff_dist_gatherv_f32(const mdiff_dist *d, const float *send, int64_t coun
                             const int64_t *counts, int root);
 void mdiff_dist_barrier(const mdiff_dist *d);
 
-/* Compute threads for one rank: cores on this node / ranks on this node, capped by the CPUs this
- * process may run on (its affinity mask), at least 1. OPENBLAS_NUM_THREADS is not consulted. */
-int mdiff_dist_default_threads(const mdiff_dist *d);
 
 #endif

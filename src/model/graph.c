@@ -11,7 +11,6 @@
  * In-place ops (the temb add into conv1's output, residual adds into the last conv's output) keep
  * the tensor id: their gradient passes through unchanged, so their backward only adds to the
  * other operand. */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,18 +19,6 @@
 #include "mdiff/ops.h"
 
 #define ALIGN 64
-
-/* Every BLAS call of a pass (the linears too) runs single-threaded: the ops parallelise over
- * their own independent pieces with mdiff_threads() (src/ops/par.h), so results never depend on
- * the BLAS thread count. Set once per pass; the ops' own switches then find 1 already. */
-static int mdiff_blas_single_model(void) {
-    int t = openblas_get_num_threads();
-    if (t != 1) openblas_set_num_threads(1);
-    return t;
-}
-static void mdiff_blas_restore_model(int t) {
-    if (t != 1) openblas_set_num_threads(t);
-}
 
 static void *grow(void *p, int *cap, int need, size_t elem, const char *what) {
     if (need <= *cap) return p;
@@ -295,7 +282,9 @@ static void add_time(mdiff_model *m, int fam, double t0) {
 void mt_forward(mdiff_model *m, const float *params, int B, int train, uint64_t seed,
                 uint64_t step, int64_t sample0) {
     mt_ensure_work(m);
-    const int blas = mdiff_blas_single_model();
+    /* Every BLAS call of a pass (the linears too) runs single-threaded (common.h's thread policy):
+     * set once per pass, so the ops' own switches find 1 already. */
+    const int blas = mdiff_blas_single();
     for (int i = 0; i < m->n_ops; i++) {
         double t0 = m->timing ? mdiff_now() : 0;
         m->cur_family = op_family(m->ops[i].kind);
@@ -303,7 +292,7 @@ void mt_forward(mdiff_model *m, const float *params, int B, int train, uint64_t 
         if (m->timing) add_time(m, m->cur_family, t0);
     }
     m->cur_family = -1;
-    mdiff_blas_restore_model(blas);
+    mdiff_blas_restore(blas);
 }
 
 /* memset split over mdiff_threads() in 64 KB blocks (the gradients are up to tens of MB) */
@@ -342,7 +331,7 @@ static int op_param_range(const mdiff_model *m, const mt_op *o, int64_t *lo, int
 void mt_backward(mdiff_model *m, float *grads, const float *params, int B,
                  void (*ready)(void *ctx, int64_t offset, int64_t count), void *ctx) {
     mt_ensure_work(m);
-    const int blas = mdiff_blas_single_model();
+    const int blas = mdiff_blas_single(); /* one BLAS thread, as in mt_forward */
     for (int i = m->n_ops - 1; i >= 0; i--) {
         const mt_op *o = &m->ops[i];
         double t0 = m->timing ? mdiff_now() : 0;
@@ -357,5 +346,5 @@ void mt_backward(mdiff_model *m, float *grads, const float *params, int B,
         int64_t lo, hi;
         if (ready && op_param_range(m, o, &lo, &hi)) ready(ctx, lo, hi - lo);
     }
-    mdiff_blas_restore_model(blas);
+    mdiff_blas_restore(blas);
 }

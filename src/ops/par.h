@@ -1,14 +1,16 @@
 /* par: the OpenMP loop pragma every memory-bound op uses. The thread count is the caller's budget
  * (mdiff_threads(), thread-local, default 1), never OpenMP's default, so ops never oversubscribe:
  * the training loop sets it equal to the OpenBLAS thread count, and BLAS calls and these regions
- * alternate, they never nest. schedule(static) makes the split a pure function of the loop size
- * and the thread count. Forward ops only split independent outputs (no reduction crosses a
- * thread boundary), so their results are bit-identical for every thread count. The `if` clause
- * keeps tiny loops (7x7 planes, the MLP) serial, where waking threads costs more than it saves. */
+ * alternate, they never nest. Ops run OpenBLAS single-threaded (mdiff_blas_single, the thread
+ * policy in common.h: their parallelism is their own, over independent chunks), so a result never
+ * depends on the BLAS thread count and the two pools never compete for cores. schedule(static)
+ * makes the split a pure function of the loop size and the thread count. Forward ops only split
+ * independent outputs (no reduction crosses a thread boundary), so their results are bit-identical
+ * for every thread count. The `if` clause keeps tiny loops (7x7 planes, the MLP) serial, where
+ * waking threads costs more than it saves. */
 #ifndef MDIFF_OPS_PAR_H
 #define MDIFF_OPS_PAR_H
 
-#include <cblas.h>
 #include <stdint.h>
 
 #include "mdiff/common.h"
@@ -35,20 +37,6 @@
 #else
 #define MDIFF_SIMD_CLONES __attribute__((noinline))
 #endif
-
-/* Ops run OpenBLAS single-threaded (their parallelism is their own, over independent chunks), so
- * a result never depends on the BLAS thread count and the two pools never compete for cores.
- * Returns the previous count for mdiff_blas_restore. openblas_set_num_threads is process-wide:
- * only a thread that owns BLAS's setting (the training loop's, not a sampling worker's, which
- * runs with 1 already) changes it. */
-static inline int mdiff_blas_single(void) {
-    int t = openblas_get_num_threads();
-    if (t != 1) openblas_set_num_threads(1);
-    return t;
-}
-static inline void mdiff_blas_restore(int t) {
-    if (t != 1) openblas_set_num_threads(t);
-}
 
 /* Sum of x[0..n) in 8 float lanes (vectorisable), promoted to double at the end: the fixed
  * summation order the convs' dbias uses (im2col and Winograd alike). */

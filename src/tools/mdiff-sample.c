@@ -1,6 +1,5 @@
 /* mdiff-sample: images (or points) from a checkpoint alone, on one process or many (mpirun splits
  * the images; the output is byte-identical for any number of ranks). See --help. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,14 +175,14 @@ int main(int argc, char **argv) {
     mdiff_ckpt_read_tensors(ck, model, a.no_ema ? "params" : "ema", params);
     mdiff_ckpt_close(ck);
     mdiff_set_errors_collective(0);
-    /* Worker threads of this rank (one BLAS thread each): OPENBLAS_NUM_THREADS when set, else
-     * cores per rank on this node. The output does not depend on it. */
-    if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(mdiff_dist_default_threads(&d));
+    /* Worker threads of this rank (one BLAS thread each): the rank's budget (OPENBLAS_NUM_THREADS
+     * when set, else cores per rank on this node). The output does not depend on it. */
+    mdiff_rank_threads(d.local_size, NULL);
     mdiff_schedule sched;
     mdiff_schedule_init(&sched, cfg.diff.schedule, T);
     mdiff_sample_opts o = {model, params, &sched, mdiff_objective_from_name(cfg.diff.objective),
                            sampler, steps, a.eta, images && !a.no_clip, a.seed,
-                           a.traj ? TRAJ_FRAMES : 0, 1, 0 /* threads: OpenBLAS's count, set above */};
+                           a.traj ? TRAJ_FRAMES : 0, 1, 0 /* threads: the rank's budget, set above */};
     int64_t dim = (int64_t)cfg.model.in_ch * cfg.model.height * cfg.model.width;
     float *out = NULL, *traj = NULL;
     if (d.rank == 0) {

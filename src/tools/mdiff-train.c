@@ -1,4 +1,4 @@
-/* mdiff-train: thin main over the training loop (src/train.c). See --help and DESIGN.md §5. */
+/* mdiff-train: thin main over the training loop (src/train/). See --help and DESIGN.md §5. */
 #include <stdio.h>
 #include <string.h>
 

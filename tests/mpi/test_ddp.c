@@ -55,7 +55,7 @@ static mdiff_model_cfg small_mlp(void) {
     return m;
 }
 
-/* Written independently of train.c: rank r gets B/P samples, one more for r < B%P, in rank order. */
+/* Written independently of src/train/: rank r gets B/P samples, one more for r < B%P, in rank order. */
 static void split(int64_t B, int P, int r, int *b, int64_t *g0) {
     *b = (int)(B / P + (r < B % P));
     *g0 = 0;
