@@ -1,4 +1,5 @@
-/* config: defaults, number parsing for options. Full flag parsing of mdiff-train lands with #4. */
+/* config: defaults, number parsing for options, the field table of mdiff-train and the option
+ * lookup every program uses ("--opt value" and "--opt=value", see mdiff_arg_split). */
 #include "mdiff/config.h"
 
 #include <errno.h>
@@ -46,6 +47,9 @@ void mdiff_config_defaults(mdiff_config *cfg) {
 }
 
 int64_t mdiff_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi) {
+    if (s[0] == '\0') /* "--steps=" or "--steps ''" */
+        mdiff_user_error("%s: empty value (give an integer from %lld to %lld)", opt, (long long)lo,
+                         (long long)hi);
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -59,6 +63,7 @@ int64_t mdiff_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi) 
 }
 
 double mdiff_parse_f64(const char *opt, const char *s, double lo, double hi) {
+    if (s[0] == '\0') mdiff_user_error("%s: empty value (give a number from %g to %g)", opt, lo, hi);
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
@@ -97,6 +102,38 @@ const char *mdiff_opt_value(int argc, char **argv, int *i) {
         mdiff_user_error("%s needs a value (see --help)", argv[*i]);
     *i += 1;
     return argv[*i];
+}
+
+/* ---- options as typed: "--opt value" and "--opt=value" -------------------------------------- */
+
+/* getopt_long and argparse accept both spellings, and scripts written for either use both, so every
+ * program splits "--steps=100" into the option "--steps" and the value "100" before looking it up.
+ * Only the first '=' splits: "--data=a=b.h5" is the path "a=b.h5". */
+int mdiff_arg_split(const char *a, mdiff_arg *o) {
+    memset(o, 0, sizeof *o);
+    if (a[0] != '-') return 0;
+    const char *eq = strchr(a, '=');
+    o->text = a;
+    o->name_len = eq ? (size_t)(eq - a) : strlen(a);
+    o->value = eq ? eq + 1 : NULL;
+    return 1;
+}
+
+int mdiff_arg_is(mdiff_arg *o, const char *opt) {
+    if (!o->text || strlen(opt) != o->name_len || strncmp(o->text, opt, o->name_len) != 0) return 0;
+    o->opt = opt;
+    return 1;
+}
+
+const char *mdiff_arg_value(const mdiff_arg *o, int argc, char **argv, int *i) {
+    if (o->value) return o->value; /* may be "": the caller's parser names the option and the fix */
+    return mdiff_opt_value(argc, argv, i);
+}
+
+void mdiff_arg_flag(const mdiff_arg *o) {
+    if (o->value)
+        mdiff_user_error("%.*s takes no value (give %.*s alone, not '%s')", (int)o->name_len, o->text,
+                         (int)o->name_len, o->text, o->text);
 }
 
 /* ---- the field table ------------------------------------------------------------------------ */
@@ -138,7 +175,7 @@ static const mdiff_field g_fields[] = {
     {"--res-blocks", "nres", MDIFF_F_INT, OFF(model.nres), 0, 0, 1, 64, NULL, 1,
      "U-Net res blocks per level"},
     {"--attn", "attn_res", MDIFF_F_INTLIST, OFF(model.attn_res), MDIFF_MAX_ATTN,
-     OFF(model.n_attn), 1, 65536, NULL, 1,
+     OFF(model.n_attn), 1, 65536, "none", 1,
      "feature-map sides with self-attention, e.g. 7 or 14,7; none disables"},
     {"--heads", "heads", MDIFF_F_INT, OFF(model.heads), 0, 0, 1, 256, NULL, 1, "attention heads"},
     {"--groups", "groups", MDIFF_F_INT, OFF(model.groups), 0, 0, 1, 4096, NULL, 1,
@@ -209,9 +246,10 @@ int mdiff_field_choice_ok(const mdiff_field *fd, const char *v) {
     return 0;
 }
 
-/* Sets one field from its option's text value (user error on a bad value). */
-static void field_set(const mdiff_field *fd, mdiff_config *cfg, const char *v) {
-    char *base = (char *)cfg + fd->off;
+/* Sets one field of the struct at base (mdiff_config for mdiff-train's table) from its option's
+ * text value; a bad value is a user error naming the option and what to give. */
+void mdiff_field_set(const mdiff_field *fd, void *base_struct, const char *v) {
+    char *base = (char *)base_struct + fd->off;
     switch (fd->type) {
     case MDIFF_F_I64: *(int64_t *)base = mdiff_parse_i64(fd->opt, v, (int64_t)fd->lo, (int64_t)fd->hi); break;
     case MDIFF_F_INT: *(int *)base = (int)mdiff_parse_i64(fd->opt, v, (int64_t)fd->lo, (int64_t)fd->hi); break;
@@ -220,17 +258,20 @@ static void field_set(const mdiff_field *fd, mdiff_config *cfg, const char *v) {
     case MDIFF_F_F32: *(float *)base = (float)mdiff_parse_f64(fd->opt, v, fd->lo, fd->hi); break;
     case MDIFF_F_FLAG: *(int *)base = 1; break;
     case MDIFF_F_STR:
+        if (v[0] == '\0') {
+            if (fd->choices) mdiff_user_error("%s: empty value (choose one of %s)", fd->opt, fd->choices);
+            mdiff_user_error("%s: empty value (give a file or directory name)", fd->opt);
+        }
         if (!mdiff_field_choice_ok(fd, v))
             mdiff_user_error("%s: unknown value '%s' (choose one of %s)", fd->opt, v, fd->choices);
-        if (v[0] == '\0') mdiff_user_error("%s: empty value", fd->opt);
         if (strlen(v) >= fd->size)
             mdiff_user_error("%s: value of %zu characters is too long (at most %zu)", fd->opt,
                              strlen(v), fd->size - 1);
         mdiff_strcpy(base, fd->size, v);
         break;
     case MDIFF_F_INTLIST: {
-        int *count = (int *)((char *)cfg + fd->count_off);
-        if (strcmp(v, "none") == 0 && fd->count_off == offsetof(mdiff_config, model.n_attn)) {
+        int *count = (int *)((char *)base_struct + fd->count_off);
+        if (fd->choices && strcmp(v, fd->choices) == 0) { /* --attn none: the empty list */
             *count = 0;
             break;
         }
@@ -238,6 +279,23 @@ static void field_set(const mdiff_field *fd, mdiff_config *cfg, const char *v) {
         break;
     }
     }
+}
+
+const mdiff_field *mdiff_field_parse_arg(const mdiff_field *tab, int n, void *base, int argc,
+                                         char **argv, int *i) {
+    mdiff_arg o;
+    if (!mdiff_arg_split(argv[*i], &o)) return NULL;
+    const mdiff_field *fd = NULL;
+    for (int k = 0; k < n && !fd; k++)
+        if (tab[k].opt && mdiff_arg_is(&o, tab[k].opt)) fd = &tab[k];
+    if (!fd) return NULL;
+    if (fd->type == MDIFF_F_FLAG) {
+        mdiff_arg_flag(&o);
+        mdiff_field_set(fd, base, "1");
+    } else {
+        mdiff_field_set(fd, base, mdiff_arg_value(&o, argc, argv, i));
+    }
+    return fd;
 }
 
 static void print_train_help(void) {
@@ -258,6 +316,7 @@ static void print_train_help(void) {
         printf("\n");
     }
     printf("  %-20s %s\n  %-20s %s\n", "--help", "this text", "--version", "version and libraries");
+    printf("\nA value may follow its option or be joined to it with '=': --steps 100, --steps=100.\n");
     printf("\nexit status: 0 done, 1 bad input or a run that cannot continue, 2 internal error,\n"
            "3 stopped by a signal after writing a checkpoint (requeue and --resume auto).\n");
 }
@@ -278,14 +337,10 @@ void mdiff_config_parse_train(mdiff_config *cfg, mdiff_given *given, int argc, c
             if (mdiff_rank() == 0) printf("mdiff-train %s\n", MDIFF_VERSION);
             mdiff_exit(0, 1);
         }
-        const mdiff_field *fd = NULL;
-        for (int k = 0; k < n && !fd; k++)
-            if (f[k].opt && strcmp(f[k].opt, a) == 0) fd = &f[k];
-        if (!fd) mdiff_user_error_all("unknown option '%s' (see mdiff-train --help)", a);
-        if (fd->type == MDIFF_F_FLAG)
-            field_set(fd, cfg, "1");
-        else
-            field_set(fd, cfg, mdiff_opt_value(argc, argv, &i));
+        const mdiff_field *fd = mdiff_field_parse_arg(f, n, cfg, argc, argv, &i);
+        if (!fd)
+            mdiff_user_error_all("unknown option '%.*s' (see mdiff-train --help)",
+                                 (int)strcspn(a, "="), a);
         if (!mdiff_given_has(given, fd->attr) && given->n < 64) given->attr[given->n++] = fd->attr;
     }
     if (!cfg->data[0]) mdiff_user_error_all("--data is required (an HDF5 dataset made by mdiff-data)");

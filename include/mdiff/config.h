@@ -84,7 +84,8 @@ typedef struct {
     size_t size;            /* bytes (strings), capacity (lists) */
     size_t count_off;       /* INTLIST: offset of its int count */
     double lo, hi;          /* numeric range */
-    const char *choices;    /* STR: "a|b|c" (NULL: free text) */
+    const char *choices;    /* STR: "a|b|c" (NULL: free text); INTLIST: the word that gives the
+                               empty list ("none"), or NULL */
     int identity;           /* 1: fixed by a checkpoint (model or diffusion): a conflicting flag on
                                resume is an error; 0: may change on resume */
     const char *help;
@@ -125,5 +126,32 @@ double mdiff_parse_f64(const char *opt, const char *s, double lo, double hi);
 int mdiff_parse_int_list(const char *opt, const char *s, int *out, int cap, int lo, int hi);
 /* The value after an option at argv[*i]: missing value is a user error; advances *i. */
 const char *mdiff_opt_value(int argc, char **argv, int *i);
+
+/* Options as typed. Every program accepts "--opt value" and "--opt=value" (getopt_long's and
+ * argparse's convention; "-n=8" too, as argparse does): an argument is split at its first '=' into
+ * the option's name and an inline value before it is looked up. */
+typedef struct {
+    const char *text;   /* the argument as typed */
+    size_t name_len;    /* its option name is text[0 .. name_len) */
+    const char *value;  /* the text after the first '=' (may be ""), or NULL */
+    const char *opt;    /* set by mdiff_arg_is on a match: the option's name, for messages */
+} mdiff_arg;
+/* Splits argv text a; returns 0 (and leaves *o empty) when a does not start with '-'. */
+int mdiff_arg_split(const char *a, mdiff_arg *o);
+/* 1 when the argument names option opt (exactly, whether or not a value is joined to it). */
+int mdiff_arg_is(mdiff_arg *o, const char *opt);
+/* The option's value: the joined one, else the next argument (advancing *i; missing: user error). */
+const char *mdiff_arg_value(const mdiff_arg *o, int argc, char **argv, int *i);
+/* For options without a value: a joined value ("--flip=1") is a user error. */
+void mdiff_arg_flag(const mdiff_arg *o);
+
+/* Sets one field of the struct at base (whose members the table's offsets name) from an option's
+ * text; a bad value is a user error naming the option and what to give. */
+void mdiff_field_set(const mdiff_field *fd, void *base, const char *v);
+/* Looks argv[*i] up in a table of n fields ("--opt V", "--opt=V", or a flag) and sets its field in
+ * base; returns the row, advancing *i past a separate value, or NULL when argv[*i] is no option of
+ * the table (the caller reports it, or takes it as a positional argument). */
+const mdiff_field *mdiff_field_parse_arg(const mdiff_field *tab, int n, void *base, int argc,
+                                         char **argv, int *i);
 
 #endif

@@ -44,19 +44,31 @@ static int common_opt(const char *a) {
 }
 
 static void unknown_opt(const char *a) {
-    mdiff_user_error("unknown option %s for 'mdiff-data %s' (see mdiff-data %s --help)", a, g_cmd->name,
-                     g_cmd->name);
+    mdiff_user_error("unknown option %.*s for 'mdiff-data %s' (see mdiff-data %s --help)",
+                     (int)strcspn(a, "="), a, g_cmd->name, g_cmd->name);
 }
 
 static void need(const char *v, const char *opt) {
     if (!v) mdiff_user_error("mdiff-data %s needs %s (see mdiff-data %s --help)", g_cmd->name, opt, g_cmd->name);
 }
 
-static const char *path_opt(int argc, char **argv, int *i) {
-    const char *opt = argv[*i], *v = mdiff_opt_value(argc, argv, i);
-    if (v[0] == '\0') mdiff_user_error("%s: empty value", opt);
-    if (strlen(v) >= MDIFF_PATH_MAX - 64) mdiff_user_error("%s: path too long", opt);
+/* Options: argv[*i] split by opt_at into its name and a value joined with '=' (config's
+ * mdiff_arg), so "--out x.h5" and "--out=x.h5" are the same; mdiff_arg_value takes either. Returns 0 for
+ * a positional argument (no leading '-'); --help and --version print and exit. */
+static int opt_at(const char *a, mdiff_arg *o) {
+    if (common_opt(a)) return 0;
+    return mdiff_arg_split(a, o);
+}
+
+static const char *path_opt(const mdiff_arg *o, int argc, char **argv, int *i) {
+    const char *v = mdiff_arg_value(o, argc, argv, i);
+    if (v[0] == '\0') mdiff_user_error("%s: empty value (give a file name)", o->opt);
+    if (strlen(v) >= MDIFF_PATH_MAX - 64) mdiff_user_error("%s: path too long", o->opt);
     return v;
+}
+
+static int64_t int_opt(const mdiff_arg *o, int argc, char **argv, int *i, int64_t lo, int64_t hi) {
+    return mdiff_parse_i64(o->opt, mdiff_arg_value(o, argc, argv, i), lo, hi);
 }
 
 /* ---- fashion-mnist --------------------------------------------------------------------------- */
@@ -65,17 +77,17 @@ static int cmd_fashion_mnist(int argc, char **argv) {
     const char *out = NULL, *split = "train", *src = FM_DEFAULT_SRC;
     int shards = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (common_opt(a)) continue;
-        if (strcmp(a, "--out") == 0) out = path_opt(argc, argv, &i);
-        else if (strcmp(a, "--src") == 0) src = path_opt(argc, argv, &i);
-        else if (strcmp(a, "--split") == 0) {
-            split = mdiff_opt_value(argc, argv, &i);
+        mdiff_arg o;
+        if (!opt_at(argv[i], &o)) unknown_opt(argv[i]); /* takes no positional argument */
+        if (mdiff_arg_is(&o, "--out")) out = path_opt(&o, argc, argv, &i);
+        else if (mdiff_arg_is(&o, "--src")) src = path_opt(&o, argc, argv, &i);
+        else if (mdiff_arg_is(&o, "--split")) {
+            split = mdiff_arg_value(&o, argc, argv, &i);
             if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
                 mdiff_user_error("--split %s: unknown split (choose train or test)", split);
-        } else if (strcmp(a, "--shards") == 0)
-            shards = (int)mdiff_parse_i64("--shards", mdiff_opt_value(argc, argv, &i), 1, 99999);
-        else unknown_opt(a);
+        } else if (mdiff_arg_is(&o, "--shards"))
+            shards = (int)int_opt(&o, argc, argv, &i, 1, 99999);
+        else unknown_opt(argv[i]);
     }
     need(out, "--out FILE (or a prefix with --shards)");
     struct stat st;
@@ -113,18 +125,18 @@ static int cmd_toy(int argc, char **argv) {
     int64_t n = -1;
     uint64_t seed = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (common_opt(a)) continue;
-        if (strcmp(a, "--out") == 0) out = path_opt(argc, argv, &i);
-        else if (strcmp(a, "--kind") == 0) {
-            kind = mdiff_opt_value(argc, argv, &i);
+        mdiff_arg o;
+        if (!opt_at(argv[i], &o)) unknown_opt(argv[i]); /* takes no positional argument */
+        if (mdiff_arg_is(&o, "--out")) out = path_opt(&o, argc, argv, &i);
+        else if (mdiff_arg_is(&o, "--kind")) {
+            kind = mdiff_arg_value(&o, argc, argv, &i);
             if (!mdiff_data_toy_kind_ok(kind))
                 mdiff_user_error("--kind %s: unknown toy set (choose gaussians8, swissroll or moons)", kind);
-        } else if (strcmp(a, "--n") == 0)
-            n = mdiff_parse_i64("--n", mdiff_opt_value(argc, argv, &i), 2, 100000000);
-        else if (strcmp(a, "--seed") == 0)
-            seed = (uint64_t)mdiff_parse_i64("--seed", mdiff_opt_value(argc, argv, &i), 0, INT64_MAX);
-        else unknown_opt(a);
+        } else if (mdiff_arg_is(&o, "--n"))
+            n = int_opt(&o, argc, argv, &i, 2, 100000000);
+        else if (mdiff_arg_is(&o, "--seed"))
+            seed = (uint64_t)int_opt(&o, argc, argv, &i, 0, INT64_MAX);
+        else unknown_opt(argv[i]);
     }
     need(kind, "--kind gaussians8|swissroll|moons");
     need(n < 0 ? NULL : "", "--n N");
@@ -215,16 +227,15 @@ static int cmd_forward(int argc, char **argv) {
     uint64_t seed = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (common_opt(a)) continue;
-        if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) out = path_opt(argc, argv, &i);
-        else if (strcmp(a, "--schedule") == 0) schedule = mdiff_opt_value(argc, argv, &i);
-        else if (strcmp(a, "--timesteps") == 0)
-            T = (int)mdiff_parse_i64("--timesteps", mdiff_opt_value(argc, argv, &i), 2, 100000);
-        else if (strcmp(a, "--seed") == 0)
-            seed = (uint64_t)mdiff_parse_i64("--seed", mdiff_opt_value(argc, argv, &i), 0, INT64_MAX);
-        else if (a[0] == '-') unknown_opt(a);
-        else if (data) mdiff_user_error("forward takes one DATA path ('%s' and '%s' given)", data, a);
-        else data = a;
+        mdiff_arg o;
+        if (!opt_at(a, &o)) {
+            if (data) mdiff_user_error("forward takes one DATA path ('%s' and '%s' given)", data, a);
+            data = a;
+        } else if (mdiff_arg_is(&o, "-o") || mdiff_arg_is(&o, "--out")) out = path_opt(&o, argc, argv, &i);
+        else if (mdiff_arg_is(&o, "--schedule")) schedule = mdiff_arg_value(&o, argc, argv, &i);
+        else if (mdiff_arg_is(&o, "--timesteps")) T = (int)int_opt(&o, argc, argv, &i, 2, 100000);
+        else if (mdiff_arg_is(&o, "--seed")) seed = (uint64_t)int_opt(&o, argc, argv, &i, 0, INT64_MAX);
+        else unknown_opt(a);
     }
     need(data, "DATA (an image data set)");
     need(out, "-o FILE.png");
@@ -297,6 +308,7 @@ static void usage(FILE *f) {
         fprintf(f, "\n");
         usage_of(&SUBCMDS[i], f);
     }
+    fprintf(f, "\nA value may follow its option or be joined to it with '=': --out x.h5, --out=x.h5.\n");
 }
 
 int main(int argc, char **argv) {

@@ -4,7 +4,8 @@
 # stubs record their arguments and environment; the mpirun stub can wait for SIGUSR1 and then exit
 # 3 like a stopped mdiff-train). Checked: the #SBATCH header (signal 120 s ahead to the batch shell,
 # requeue, append), the launch line (rank count, ranks per node, cores per rank bound, --resume
-# auto, OpenBLAS threads = SLURM_CPUS_PER_TASK), srun launch, SIGUSR1 and SIGTERM to the script
+# auto, OpenBLAS threads = SLURM_CPUS_PER_TASK), srun launch (with --kill-on-bad-exit=1, so a
+# rank that dies ends the step instead of leaving the others in a collective), SIGUSR1 and SIGTERM to the script
 # forwarded as SIGUSR1 to the MPI job, requeue on exit 3 (and not on 0/1, nor past
 # MDIFF_MAX_REQUEUES, and a failed requeue reported), argument errors, local.sh's binding rule.
 # Then for real (real mpirun and mdiff-train, only scontrol stubbed): train.sbatch and local.sh
@@ -124,8 +125,9 @@ check "train.sbatch: MDIFF_THREADS overrides; '4(x2)' tasks per node parsed" \
 
 reset_stubs
 env "${slurm_env[@]}" MDIFF_LAUNCH=srun bash "$TS" "${TRAIN_ARGS[@]}" >"$T/out.txt" 2>&1
-check "train.sbatch: MDIFF_LAUNCH=srun uses srun --mpi=pmix --cpus-per-task=6 --cpu-bind=cores" \
+check "train.sbatch: MDIFF_LAUNCH=srun uses srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=6 --cpu-bind=cores" \
     bash -c "grep -qx -- --mpi=pmix $S/srun.args && grep -qx -- --cpus-per-task=6 $S/srun.args &&
+             grep -qx -- --kill-on-bad-exit=1 $S/srun.args &&
              grep -qx -- --cpu-bind=cores $S/srun.args && grep -qx -- '$S/bin/mdiff-train' $S/srun.args"
 
 # ---- train.sbatch: the signal path -------------------------------------------------------------
@@ -175,6 +177,12 @@ check "sample.sbatch: mpirun -np 8, PE=6 bound, mdiff-sample CKPT args, 6 BLAS t
              grep -qx /runs/a/latest.h5 $A && grep -qx 256 $A && grep -q 'OPENBLAS_NUM_THREADS=6 ' $S/mpirun.env"
 env "${slurm_env[@]}" STUB_MODE=fail bash jobs/sample.sbatch /runs/a/latest.h5 >"$T/out.txt" 2>&1
 check "sample.sbatch: failure passes through" test $? -eq 1
+reset_stubs
+env "${slurm_env[@]}" MDIFF_LAUNCH=srun bash jobs/sample.sbatch /runs/a/latest.h5 -n 256 >"$T/out.txt" 2>&1
+rc=$?
+check "sample.sbatch: MDIFF_LAUNCH=srun uses srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=6" \
+    bash -c "[ $rc -eq 0 ] && grep -qx -- --mpi=pmix $S/srun.args && grep -qx -- --kill-on-bad-exit=1 $S/srun.args &&
+             grep -qx -- --cpus-per-task=6 $S/srun.args && grep -qx -- '$S/bin/mdiff-sample' $S/srun.args"
 
 # ---- local.sh: binding rule ----------------------------------------------------------------------
 reset_stubs

@@ -97,6 +97,11 @@ for k in gaussians8 swissroll moons; do
     expect_ok "toy $k" "$BIN" toy --kind $k --n 1000 --seed 3 --out "$T/$k.h5"
     expect_ok "info toy $k" "$BIN" info "$T/$k.h5"
 done
+# --opt=value (issue 16): the same data set as --opt value
+expect_ok "toy --kind=moons --n=1000 --seed=3 --out=FILE" "$BIN" toy --kind=moons --n=1000 --seed=3 --out="$T/moons_eq.h5"
+[ -n "$("$BIN" info "$T/moons.h5" | grep fingerprint)" ] &&
+    [ "$("$BIN" info "$T/moons_eq.h5" | grep fingerprint)" = "$("$BIN" info "$T/moons.h5" | grep fingerprint)" ] &&
+    pass "--opt=value gives the fingerprint of --opt value" || fail "--opt=value" "fingerprints differ"
 # several independent data sets in one call: each described on its own, in argument order
 expect_ok "info on two single files" "$BIN" info "$T/gaussians8.h5" "$T/moons.h5"
 [ "$(grep -c "(verified)" "$T/out.txt")" -eq 2 ] && [ "$(grep -c "^  rows         1000$" "$T/out.txt")" -eq 2 ] &&

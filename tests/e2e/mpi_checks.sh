@@ -32,6 +32,9 @@
 #     check 1 cannot see) logs grad norm 0.321 against 0.641.
 #  4. --check-every: a rank whose parameters diverge (fault injection MDIFF_FAULT_DIVERGE=step:rank)
 #     stops the job at that step with exit 1 and one error line naming the rank.
+#  Also, after check 1: metrics.csv's header equals the column list of README.md (the one place
+#  the columns are written down), and an np=2 row holds allreduce_wait in [0, 1] and eta_s; a
+#  run dir whose metrics.csv has the earlier 12-column layout resumes (the file is rewritten).
 # Agreement is to one unit u in the sixth significant digit (metrics.csv prints %.6g; u is 1e-6 to
 # 1e-5 of the value): each printed value is its float value rounded to u, so two floats less than
 # u apart print at most one unit apart. The floats differ only by rounding (per-rank GEMMs of
@@ -69,11 +72,14 @@ agree6() {
             if (d > 1.001 * 10 ^ (f - 5)) exit 1 }
         exit 0 }'
 }
-# cols DIR STEP FIELDS...: the given comma-separated fields of metrics.csv's row STEP, space-separated
+# cols DIR STEP COLUMNS...: the named columns (header names, README.md's metrics.csv table) of
+# metrics.csv's row STEP, space-separated; a name missing from the header gives nothing.
 cols() {
     local d=$1 s=$2; shift 2
-    awk -F, -v s="$s" -v f="$*" '$1 == s { n = split(f, k, " "); o = "";
-        for (i = 1; i <= n; i++) o = o (i > 1 ? " " : "") $(k[i]); print o }' "$d/metrics.csv"
+    awk -F, -v s="$s" -v f="$*" 'NR == 1 { for (i = 1; i <= NF; i++) at[$i] = i; next }
+        $1 == s { n = split(f, k, " "); o = "";
+        for (i = 1; i <= n; i++) { if (!(k[i] in at)) exit; o = o (i > 1 ? " " : "") $(at[k[i]]) }
+        print o }' "$d/metrics.csv"
 }
 # same_weights CKPT_A CKPT_B: /params and /ema bit-identical
 same_weights() { h5diff -q "$1" "$2" /params /params >/dev/null 2>&1 && h5diff -q "$1" "$2" /ema /ema >/dev/null 2>&1; }
@@ -87,12 +93,43 @@ for np in 1 2 3; do
     "${MPIRUN[@]}" -np $np "$BIN/mdiff-train" "${A[@]}" --run-dir "$T/m$np" >"$T/m$np.log" 2>&1 ||
         fail "metrics np=$np" "mdiff-train failed: $(tail -n 3 "$T/m$np.log")"
 done
-# columns 3-7: loss, loss_q1..q4 of the step-1 row
-r1=$(cols "$T/m1" 1 3 4 5 6 7); r2=$(cols "$T/m2" 1 3 4 5 6 7); r3=$(cols "$T/m3" 1 3 4 5 6 7)
+# loss and loss_q1..q4 of the step-1 row
+Q="loss loss_q1 loss_q2 loss_q3 loss_q4"
+r1=$(cols "$T/m1" 1 $Q); r2=$(cols "$T/m2" 1 $Q); r3=$(cols "$T/m3" 1 $Q)
 if [ "$(echo $r1 | wc -w)" -eq 5 ] && agree6 "$r1" "$r2" && agree6 "$r1" "$r3"; then
     pass "step-1 loss and t-quartile losses equal for np=1,2,3 ($r1)"
 else
     fail "reduced metrics" "np=1: '$r1'  np=2: '$r2'  np=3: '$r3'"
+fi
+
+# metrics.csv's header is the list README.md gives (its one description of the columns; this is
+# what keeps the two in step), and a row under np=2 holds the allreduce wait as a share of wall time
+# in [0, 1] and the ETA in seconds
+want=$(grep -o '`step,epoch,[a-z0-9_,]*`' README.md | head -n 1 | tr -d '`')
+got=$(head -n 1 "$T/m2/metrics.csv")
+w=$(cols "$T/m2" 1 allreduce_wait eta_s)
+if [ -n "$want" ] && [ "$got" = "$want" ] &&
+   awk -v w="$w" 'BEGIN { n = split(w, x, " "); exit !(n == 2 && x[1] >= 0 && x[1] <= 1 && x[2] >= 0) }'; then
+    pass "metrics.csv header = README.md's column list; np=2 row: allreduce_wait eta_s = $w"
+else
+    fail "metrics.csv columns" "header '$got', README '$want', allreduce_wait eta_s '$w'"
+fi
+
+# a run dir of an earlier version (metrics.csv without allreduce_wait and eta_s) resumes: the file is
+# rewritten in the current layout with a warning, old rows kept with those columns empty (the step-2
+# row equals the original's with allreduce_wait and eta_s blanked)
+cp -a "$T/m1" "$T/old"
+awk -F, -v OFS=, 'NR == 1 { print "step,epoch,loss,loss_q1,loss_q2,loss_q3,loss_q4,lr,grad_norm,images_per_s,elapsed_s,val_loss"; next }
+    { print $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $14 }' "$T/m1/metrics.csv" >"$T/old/metrics.csv"
+"${MPIRUN[@]}" -np 1 "$BIN/mdiff-train" "${A[@]}" --steps 3 --resume auto --run-dir "$T/old" >"$T/old.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && [ "$(head -n 1 "$T/old/metrics.csv")" = "$want" ] &&
+   [ "$(sed -n 3p "$T/old/metrics.csv")" = "$(sed -n 3p "$T/m1/metrics.csv" | awk -F, -v OFS=, '{ $11 = $13 = ""; print }')" ] &&
+   [ -n "$(cols "$T/old" 3 eta_s)" ] && [ "$(wc -l <"$T/old/metrics.csv")" -eq 4 ] &&
+   grep -q 'warning: .*metrics.csv was in the layout of an earlier mdiff' "$T/old.log"; then
+    pass "resume with an old-layout metrics.csv: rewritten (old rows' new columns empty), warned"
+else
+    fail "old-layout metrics.csv" "exit $rc: $(head -n 4 "$T/old/metrics.csv" | tr '\n' '|') $(tail -n 2 "$T/old.log")"
 fi
 
 # resume_lr0 BASE NAME NP ARGS...: copy run dir BASE to $T/NAME and run one more step (41) there
@@ -118,8 +155,8 @@ if h5diff -q "$T/v1/ckpt-00000040.h5" "$c41" /params /params >/dev/null 2>&1 &&
 else
     fail "val premise" "the step-41 weights differ (h5diff)"
 fi
-v1=$(cols "$T/v1" 41 12); v2=$(cols "$T/v2" 41 12); v3=$(cols "$T/v3" 41 12)
-l1=$(cols "$T/vbase" 1 3)
+v1=$(cols "$T/v1" 41 val_loss); v2=$(cols "$T/v2" 41 val_loss); v3=$(cols "$T/v3" 41 val_loss)
+l1=$(cols "$T/vbase" 1 loss)
 if [ -n "$v1" ] && [ -n "$l1" ] && awk -v v="$v1" -v l="$l1" 'BEGIN { exit !(v > 0 && v < 0.5 * l) }'; then
     pass "the model is trained: val loss $v1 against the zero-output step-1 loss $l1"
 else
@@ -151,9 +188,9 @@ if h5diff -q "$T/u1/ckpt-00000040.h5" "$c41" /params /params >/dev/null 2>&1 &&
 else
     fail "one-image premise" "the step-41 weights differ (h5diff)"
 fi
-# columns 3-7 and 9: loss, loss_q1..q4, grad_norm of the step-41 row
-t1=$(cols "$T/u1" 41 3 4 5 6 7 9); t2=$(cols "$T/u2" 41 3 4 5 6 7 9); t3=$(cols "$T/u3" 41 3 4 5 6 7 9)
-l1=$(cols "$T/ubase" 1 3)
+# loss, loss_q1..q4, grad_norm of the step-41 row
+t1=$(cols "$T/u1" 41 $Q grad_norm); t2=$(cols "$T/u2" 41 $Q grad_norm); t3=$(cols "$T/u3" 41 $Q grad_norm)
+l1=$(cols "$T/ubase" 1 loss)
 if [ -n "$l1" ] && awk -v v="${t1%% *}" -v l="$l1" 'BEGIN { exit !(v > 0 && v < 0.5 * l) }'; then
     pass "the U-Net is trained: step-41 loss ${t1%% *} against the zero-output step-1 loss $l1"
 else

@@ -1,5 +1,6 @@
 /* Tests of common and of config: CRC-32 known answers, bounded strings, the user-error paths
- * (exit 1) for malformed numbers, and every mdiff-train default against DESIGN.md §5. */
+ * (exit 1) for malformed numbers, every mdiff-train default against DESIGN.md §5, and
+ * "--opt=value" parsing like "--opt value". */
 #include <check.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -277,6 +278,101 @@ START_TEST(train_defaults_typed_change_nothing) {
 }
 END_TEST
 
+/* --opt=value (issue 16): the joined form parses to the same config as the separate one, for
+ * options of every kind: int64, int, float, double, string with choices, path, list, "none" list,
+ * and a flag (which takes no joined value). Only the first '=' splits: a path may hold '='. */
+START_TEST(train_opt_equals_value) {
+    char *sep[] = {"mdiff-train", "--data", "a=b.h5", "--run-dir", "run", "--steps", "123",
+                   "--ch", "16", "--dropout", "0.25", "--lr", "1e-3", "--schedule", "cosine",
+                   "--mult", "1,2,2,4", "--attn", "none", "--seed", "7", "--flip", NULL};
+    char *eq[] = {"mdiff-train", "--data=a=b.h5", "--run-dir=run", "--steps=123", "--ch=16",
+                  "--dropout=0.25", "--lr=1e-3", "--schedule=cosine", "--mult=1,2,2,4",
+                  "--attn=none", "--seed=7", "--flip", NULL};
+    mdiff_config a, b, def;
+    mdiff_given ga, gb;
+    mdiff_config_defaults(&def);
+    mdiff_config_parse_train(&a, &ga, (int)(sizeof sep / sizeof sep[0]) - 1, sep);
+    mdiff_config_parse_train(&b, &gb, (int)(sizeof eq / sizeof eq[0]) - 1, eq);
+    int n;
+    const mdiff_field *f = mdiff_config_fields(&n);
+    for (int i = 0; i < n; i++) {
+        char va[MDIFF_PATH_MAX + 64], vb[MDIFF_PATH_MAX + 64];
+        mdiff_field_format(&f[i], &a, va, sizeof va);
+        mdiff_field_format(&f[i], &b, vb, sizeof vb);
+        ck_assert_msg(mdiff_field_equal(&f[i], &a, &b), "%s: '%s' separate, '%s' joined", f[i].attr,
+                      va, vb);
+    }
+    /* and the values are the typed ones, not the defaults both forms might have kept */
+    ck_assert_str_eq(b.data, "a=b.h5");
+    ck_assert_int_eq(b.steps, 123);
+    ck_assert_int_eq(b.model.ch, 16);
+    ck_assert(b.model.dropout == 0.25f && b.lr == 1e-3);
+    ck_assert_str_eq(b.diff.schedule, "cosine");
+    ck_assert_int_eq(b.model.n_levels, 4);
+    ck_assert_int_eq(b.model.mult[3], 4);
+    ck_assert_int_eq(b.model.n_attn, 0);
+    ck_assert_int_eq(b.seed, 7);
+    ck_assert_int_eq(b.flip, 1);
+    ck_assert_int_eq(def.flip, 0);
+    /* the given-flag lists agree, so resume tells the user's choices from defaults the same way */
+    ck_assert_int_eq(ga.n, gb.n);
+    for (int i = 0; i < ga.n; i++) ck_assert(mdiff_given_has(&gb, ga.attr[i]));
+}
+END_TEST
+
+/* The splitter itself: name and joined value, a short option, no value, an empty value. */
+START_TEST(arg_split) {
+    mdiff_arg o;
+    ck_assert_int_eq(mdiff_arg_split("--steps=100", &o), 1);
+    ck_assert(mdiff_arg_is(&o, "--steps") && !mdiff_arg_is(&o, "--step"));
+    ck_assert_str_eq(o.value, "100");
+    ck_assert_str_eq(o.opt, "--steps");
+    ck_assert_int_eq(mdiff_arg_split("-n=8", &o), 1);
+    ck_assert(mdiff_arg_is(&o, "-n"));
+    ck_assert_str_eq(o.value, "8");
+    ck_assert_int_eq(mdiff_arg_split("--flip", &o), 1);
+    ck_assert(mdiff_arg_is(&o, "--flip") && o.value == NULL);
+    ck_assert_int_eq(mdiff_arg_split("--steps=", &o), 1);
+    ck_assert(mdiff_arg_is(&o, "--steps"));
+    ck_assert_str_eq(o.value, "");
+    ck_assert_int_eq(mdiff_arg_split("ckpt.h5", &o), 0);
+    ck_assert(!mdiff_arg_is(&o, "ckpt.h5"));
+}
+END_TEST
+
+static void parse_train_args(char **argv) {
+    int argc = 0;
+    while (argv[argc]) argc++;
+    mdiff_config c;
+    mdiff_given g;
+    mdiff_config_parse_train(&c, &g, argc, argv);
+}
+
+START_TEST(flag_with_value_exits_1) {
+    char *argv[] = {"mdiff-train", "--data", "d.h5", "--run-dir", "r", "--flip=1", NULL};
+    parse_train_args(argv);
+}
+END_TEST
+
+START_TEST(empty_joined_value_exits_1) {
+    char *argv[] = {"mdiff-train", "--data", "d.h5", "--run-dir", "r", "--steps=", NULL};
+    parse_train_args(argv);
+}
+END_TEST
+
+START_TEST(bad_joined_value_exits_1) {
+    char *argv[] = {"mdiff-train", "--data", "d.h5", "--run-dir", "r", "--mult=1,,2", NULL};
+    parse_train_args(argv);
+}
+END_TEST
+
+/* (--resume, not --data: an accepted empty --data would exit 1 anyway, as "--data is required") */
+START_TEST(empty_joined_path_exits_1) {
+    char *argv[] = {"mdiff-train", "--data", "d.h5", "--run-dir", "r", "--resume=", NULL};
+    parse_train_args(argv);
+}
+END_TEST
+
 int main(void) {
     mdiff_h5_quiet();
     Suite *s = suite_create("common");
@@ -294,6 +390,12 @@ int main(void) {
     tcase_add_test(tc, train_defaults_match_design);
     tcase_add_test(tc, train_defaults_table_is_complete);
     tcase_add_test(tc, train_defaults_typed_change_nothing);
+    tcase_add_test(tc, train_opt_equals_value);
+    tcase_add_test(tc, arg_split);
+    tcase_add_exit_test(tc, flag_with_value_exits_1, 1);
+    tcase_add_exit_test(tc, empty_joined_value_exits_1, 1);
+    tcase_add_exit_test(tc, bad_joined_value_exits_1, 1);
+    tcase_add_exit_test(tc, empty_joined_path_exits_1, 1);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
