@@ -40,7 +40,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 DEB_PKGS := libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libopenblas-dev check \
-            libpng-dev zlib1g-dev pkg-config dataset-fashion-mnist
+            libpng-dev zlib1g-dev pkg-config dataset-fashion-mnist gnuplot-nox
 
 # mpirun as root (CI and fresh machines run as root); harmless otherwise.
 export OMPI_ALLOW_RUN_AS_ROOT := 1

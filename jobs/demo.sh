@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: Fashion-MNIST -> HDF5, a bounded training run (~10 minutes on 2 cores) that visibly
-# learns, then a sample grid and a denoising trajectory from its last checkpoint.
+# learns, then a sample grid and a denoising trajectory from its last checkpoint, and the loss
+# curve (RUN/metrics.png, jobs/plot.sh).
 # Knobs (environment): DEMO_STEPS, DEMO_NP (MPI ranks), DEMO_DIR (run dir), DEMO_DATA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,9 +35,14 @@ fi
 
 "$BIN/mdiff-sample" "$RUN/latest.h5" -n 64 --sampler ddim --steps 50 \
     -o "$RUN/demo-grid.png" --trajectory "$RUN/demo-trajectory.png" --h5 "$RUN/demo-samples.h5"
+# the loss curve (make demo installs gnuplot-nox with the other Debian packages)
+if ! command -v gnuplot >/dev/null; then plot="(gnuplot is not installed; then: jobs/plot.sh $RUN)"
+elif bash jobs/plot.sh "$RUN" >/dev/null; then plot=$RUN/metrics.png
+else plot="(jobs/plot.sh $RUN failed: see above)"; fi
 echo
 echo "demo done:"
-echo "  loss curve:  $RUN/metrics.csv (first and last rows below)"
+echo "  loss curve:  $plot"
+echo "  metrics:     $RUN/metrics.csv (first and last rows below: step, loss)"
 sed -n '2p;$p' "$RUN/metrics.csv" | cut -d, -f1,3
 echo "  sample grid: $RUN/demo-grid.png"
 echo "  trajectory:  $RUN/demo-trajectory.png"

@@ -10,12 +10,13 @@
 # core (plain `mpirun -np P` binds each rank to a single core); otherwise binding is off
 # (--bind-to none, --oversubscribe) with a warning. Training always runs with --resume auto.
 # Ctrl-C, SIGTERM or SIGUSR1 ask the ranks to checkpoint and stop (exit 3; run the same command
-# again to continue); a second Ctrl-C aborts at once.
+# again to continue); a second Ctrl-C aborts at once. When training ends, RUN/metrics.png is
+# redrawn by jobs/plot.sh if gnuplot is installed.
 # Knobs: MDIFF_BIN (directory of the programs; default build/bin next to this script, else PATH),
 # MDIFF_MPIRUN_ARGS (extra mpirun arguments).
 set -u
 log() { echo "local.sh: $*" >&2; }
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -u/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 np=${MDIFF_NP:-1}
 threads=""
@@ -85,5 +86,17 @@ while :; do
     rc=$?
     break
 done
+# The loss curve RUN/metrics.png, redrawn when the run ends (whatever its status) and gnuplot is
+# installed: outside the MPI job, so training never waits for it.
+run_dir=""
+prev=""
+for a in "$@"; do
+    case $a in --run-dir=*) run_dir=${a#--run-dir=} ;; esac
+    [ "$prev" = --run-dir ] && run_dir=$a
+    prev=$a
+done
+if [ -n "$run_dir" ] && [ -s "$run_dir/metrics.csv" ] && command -v gnuplot >/dev/null; then
+    bash "$here/jobs/plot.sh" "$run_dir" >&2 || log "warning: the loss plot failed (the training run is not affected)"
+fi
 [ $rc -eq 3 ] && log "stopped with a checkpoint: run the same command again to continue"
 exit $rc

@@ -63,12 +63,39 @@ static void remove_tmpfiles(void) {
     }
 }
 
+#define MAX_EXIT_FNS 8
+static void (*g_exit_fns[MAX_EXIT_FNS])(void);
+
+/* Each function runs at most once: mdiff_exit runs them before a possible MPI_Abort, and the
+ * atexit registration would run them again on the exit() that follows. */
+static void run_exit_fns(void) {
+    for (int i = MAX_EXIT_FNS - 1; i >= 0; i--) {
+        void (*fn)(void) = g_exit_fns[i];
+        g_exit_fns[i] = NULL;
+        if (fn) fn();
+    }
+}
+
+void mdiff_at_exit(void (*fn)(void)) {
+    static int registered = 0;
+    if (!registered) registered = atexit(run_exit_fns) == 0;
+    for (int i = 0; i < MAX_EXIT_FNS; i++) {
+        if (g_exit_fns[i] == fn) return;
+        if (!g_exit_fns[i]) {
+            g_exit_fns[i] = fn;
+            return;
+        }
+    }
+    MDIFF_CHECK(0, "more than %d exit functions registered", MAX_EXIT_FNS);
+}
+
 void mdiff_exit(int code, int collective) {
     static int exiting = 0;
     if (!exiting) {
         exiting = 1;
         if (g_error_hook && code != MDIFF_EXIT_OK) g_error_hook();
     }
+    run_exit_fns();
     remove_tmpfiles();
     fflush(stdout);
     fflush(stderr);

@@ -61,6 +61,10 @@ MDIFF_NORETURN void mdiff_exit(int code, int collective);
 
 /* Optional hook run before an error exit (e.g. close HDF5 files); one slot, last set wins. */
 void mdiff_set_error_hook(void (*hook)(void));
+/* Runs fn once on every way out that mdiff controls: return from main or exit() (atexit), and
+ * mdiff_exit's error exits, also those that end in MPI_Abort, which skips atexit. For releases
+ * that must happen whatever the outcome (the run-dir lock's holder record). At most 8. */
+void mdiff_at_exit(void (*fn)(void));
 
 #define MDIFF_CHECK(cond, ...)                                                 \
     do {                                                                       \

@@ -1,5 +1,6 @@
 /* train/run_dir: the run directory and what the run writes into it (metrics.csv aside, see
- * metrics.c): creating and probing the directory, clearing temporaries a killed run left behind,
+ * metrics.c): creating, locking (run_lock.c) and probing the directory, clearing temporaries a
+ * killed run left behind,
  * train.log (provenance and configuration of every start) and the checkpoints. */
 #include <errno.h>
 #include <stdio.h>
@@ -20,22 +21,27 @@ void train_prepare_run_dir(run *r) {
             if (*p != '/') continue;
             *p = '\0';
             if (mkdir(path, 0775) != 0 && errno != EEXIST)
-                snprintf(msg, sizeof msg, "cannot create %s: %s", path, strerror(errno));
+                snprintf(msg, sizeof msg, "cannot create %s: %s (choose a writable --run-dir)", path,
+                         strerror(errno));
             *p = '/';
         }
         if (!msg[0] && mkdir(path, 0775) != 0 && errno != EEXIST)
-            snprintf(msg, sizeof msg, "cannot create run dir %s: %s", path, strerror(errno));
+            snprintf(msg, sizeof msg, "cannot create run dir %s: %s (choose a writable --run-dir)",
+                     path, strerror(errno));
+        /* before anything is written or cleaned here: the temporaries may be another job's */
+        if (!msg[0]) train_lock_run_dir(path, msg, sizeof msg);
         if (!msg[0]) {
             char probe[MDIFF_PATH_MAX + 32];
             snprintf(probe, sizeof probe, "%s/.write-test.%ld", path, (long)getpid());
             FILE *f = fopen(probe, "w");
             if (!f || fclose(f) != 0)
-                snprintf(msg, sizeof msg, "run dir %s is not writable: %s", path, strerror(errno));
+                snprintf(msg, sizeof msg, "run dir %s is not writable: %s (choose a writable "
+                         "--run-dir)", path, strerror(errno));
             unlink(probe);
         }
     }
     mdiff_dist_bcast_bytes(r->d, msg, sizeof msg, 0);
-    if (msg[0]) mdiff_user_error_all("%s (choose a writable --run-dir)", msg);
+    if (msg[0]) mdiff_user_error_all("%s", msg);
     if (r->d->rank == 0) mdiff_ckpt_clean_tmp(r->cfg.run_dir);
 }
 

@@ -216,6 +216,7 @@ void train_setup(run *r, const mdiff_given *given) {
 }
 
 void train_free(run *r) {
+    if (r->d->rank == 0) train_unlock_run_dir();
     mdiff_loader_free(r->loader);
     mdiff_dataset_close(r->ds);
     if (r->val) mdiff_dataset_close(r->val);

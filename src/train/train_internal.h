@@ -1,6 +1,6 @@
 /* train_internal: the state of one training run and the functions the files of src/train/ share
  * (not public API). loop.c drives the run (DESIGN.md §3); setup.c builds and frees it; run_dir.c
- * writes the run directory (train.log, checkpoints); metrics.c reduces, prints and records the
+ * writes the run directory (train.log, checkpoints); run_lock.c keeps one job per run directory; metrics.c reduces, prints and records the
  * metrics; evaluate.c runs validation, sample grids and the replica check; faults.c owns signals
  * and the test fault hooks. Every file keeps loop.c's rule: control flow identical on every rank,
  * no collective inside a rank-0-only branch. */
@@ -54,13 +54,21 @@ void train_setup(run *r, const mdiff_given *given);
 void train_free(run *r);
 
 /* run_dir.c */
-/* Rank 0 creates the run directory and proves it writable; every rank learns the outcome. */
+/* Rank 0 creates the run directory, locks it for this job and proves it writable; every rank
+ * learns the outcome (a refusal is one line and exit 1 on every rank). Collective. */
 void train_prepare_run_dir(run *r);
 /* Rank 0 appends this start's provenance and configuration to RUN_DIR/train.log. */
 void train_write_train_log(run *r, const char *resumed_from);
 /* Every rank gathers the loader states; rank 0 writes; every rank learns whether it worked
  * (0 or -1). Collective. */
 int train_write_checkpoint(run *r);
+
+/* run_lock.c (rank 0 only, no MPI) */
+/* Takes RUN_DIR/.lock for this process and writes its holder record: 0; or -1 with one line in
+ * msg naming the holder and the fix. Released by train_unlock_run_dir or by any exit. */
+int train_lock_run_dir(const char *dir, char *msg, size_t cap);
+/* Removes the lock file and drops the lock (no-op when not held). */
+void train_unlock_run_dir(void);
 
 /* metrics.c */
 /* metrics.csv on rank 0: created with a header, or trimmed to the rows up to the start step. */

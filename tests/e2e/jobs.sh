@@ -12,7 +12,8 @@
 # each stopped by a signal to the script: exit 3 with a checkpoint, and a rerun resumes. Last,
 # mdiff-train's own launch checks: srun without PMI (SLURM_STEP_NUM_TASKS > 1, one MPI process)
 # is refused with one line, and BLAS threads default to cores / ranks per node unless
-# OPENBLAS_NUM_THREADS is set.
+# OPENBLAS_NUM_THREADS is set. Also --run-dir's %A/%a/%j (array jobs) and jobs/plot.sh on a real
+# run's metrics.csv (a PNG of sane size; columns by name; one line and exit 1 without gnuplot).
 # Environment: BUILD (build directory, default "build").
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -165,6 +166,25 @@ check "train.sbatch: mdiff-train failure (1) passes through, no requeue" \
 
 env "${slurm_env[@]}" bash "$TS" --data /d/fm.h5 >"$T/out.txt" 2>&1
 check "train.sbatch: missing --run-dir is an error (exit 1)" bash -c "[ $? -eq 1 ] && grep -q -- --run-dir $T/out.txt"
+
+# --run-dir with job ids: %A %a %j as in sbatch --output, %% a literal %, either option spelling
+reset_stubs
+env "${slurm_env[@]}" SLURM_JOB_ID=508 SLURM_ARRAY_JOB_ID=500 SLURM_ARRAY_TASK_ID=7 bash "$TS" \
+    --data /d/fm.h5 --run-dir '/runs/s-%A_%a-j%j-%%x' --steps 100 >"$T/out.txt" 2>&1
+rc=$?
+check "train.sbatch: --run-dir /runs/s-%A_%a-j%j-%%x -> /runs/s-500_7-j508-%x (array job 500, task 7, job 508)" \
+    bash -c "[ $rc -eq 0 ] && grep -A1 -x -- --run-dir $A | tail -n1 | grep -qx '/runs/s-500_7-j508-%x' &&
+             grep -qx -- --data $A && grep -qx 100 $A"
+reset_stubs
+env "${slurm_env[@]}" SLURM_ARRAY_JOB_ID=500 SLURM_ARRAY_TASK_ID=3 bash "$TS" --data /d/fm.h5 '--run-dir=/runs/t%a' >"$T/out.txt" 2>&1
+check "train.sbatch: --run-dir=/runs/t%a -> --run-dir /runs/t3" \
+    bash -c "[ $? -eq 0 ] && grep -A1 -x -- --run-dir $A | tail -n1 | grep -qx /runs/t3"
+reset_stubs
+env "${slurm_env[@]}" bash "$TS" --data /d/fm.h5 --run-dir '/runs/t%a' >"$T/out.txt" 2>&1
+check "train.sbatch: %a outside an array job: exit 1 naming SLURM_ARRAY_TASK_ID, nothing launched" \
+    bash -c "[ $? -eq 1 ] && grep -q 'uses %a but SLURM_ARRAY_TASK_ID is not set' $T/out.txt && [ ! -e $A ]"
+env "${slurm_env[@]}" bash "$TS" --data /d/fm.h5 --run-dir /r --resume=/x.h5 >"$T/out.txt" 2>&1
+check "train.sbatch: --resume=FILE given is an error (exit 1)" test $? -eq 1
 env "${slurm_env[@]}" bash "$TS" "${TRAIN_ARGS[@]}" --resume /x.h5 >"$T/out.txt" 2>&1
 check "train.sbatch: --resume given is an error (exit 1)" test $? -eq 1
 
@@ -236,6 +256,8 @@ if wait_step "$T/real.txt"; then
     rc=$?
     check "real train.sbatch: the requeued run resumes at step $step and finishes (exit $rc)" \
         bash -c "[ $rc -eq 0 ] && grep -q 'resumed from .* at step $step\$' $T/real2.txt"
+    check "real train.sbatch: redraws the loss curve RUN/metrics.png after the run" \
+        bash -c "grep -q 'plot.sh: wrote $T/real/metrics.png' $T/real2.txt && [ -s $T/real/metrics.png ]"
 else fail "real train.sbatch" "training did not start: $(tail -n 5 "$T/real.txt")"; kill_bg; fi
 
 env --default-signal=INT MDIFF_BIN="$BIN" bash "$ROOT/jobs/local.sh" -np 2 -t 1 train "${REAL[@]}" --run-dir "$T/loc" >"$T/loc.txt" 2>&1 &
@@ -244,7 +266,41 @@ if wait_step "$T/loc.txt"; then
     kill -INT "$BGPID"; wait_bg; rc=$?
     check "real local.sh: Ctrl-C -> checkpoint and exit 3 (got $rc)" \
         bash -c "[ $rc -eq 3 ] && grep -q '^stopped by a signal at step' $T/loc.txt && [ -e $T/loc/latest.h5 ]"
+    check "real local.sh: redraws the loss curve RUN/metrics.png after the run" \
+        bash -c "grep -q 'plot.sh: wrote $T/loc/metrics.png' $T/loc.txt && [ -s $T/loc/metrics.png ]"
 else fail "real local.sh" "training did not start: $(tail -n 5 "$T/loc.txt")"; kill_bg; fi
+
+# ---- jobs/plot.sh: the loss curve of a real run's metrics.csv ------------------------------------
+if command -v gnuplot >/dev/null; then
+    "$BIN/mdiff-train" "${REAL[@]}" --run-dir "$T/plot" --steps 60 --log-every 5 >"$T/out.txt" 2>&1
+    rm -f "$T/plot/metrics.png"
+    bash jobs/plot.sh "$T/plot" >"$T/out.txt" 2>"$T/err.txt"
+    rc=$?
+    size=$(stat -c %s "$T/plot/metrics.png" 2>/dev/null || echo 0)
+    magic=$(head -c 8 "$T/plot/metrics.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')
+    check "plot.sh RUN: exit 0 (got $rc), a PNG of sane size ($size bytes) from 12 rows" \
+        bash -c "[ $rc -eq 0 ] && [ '$magic' = 89504e470d0a1a0a ] && [ $size -gt 20000 ] && [ $size -lt 2000000 ] &&
+                 grep -qx 'plot.sh: wrote $T/plot/metrics.png (12 rows, steps 5 to 60)' $T/out.txt && [ ! -s $T/err.txt ]"
+    # columns by name: the same values in another column order plot the same rows; a half-written
+    # last row (training still appending) is skipped
+    mkdir -p "$T/plot2"
+    awk -F, -v OFS=, '{ t = $1; $1 = $3; $3 = t; print }' "$T/plot/metrics.csv" >"$T/plot2/metrics.csv"
+    printf '65,1,0.5' >>"$T/plot2/metrics.csv"
+    bash jobs/plot.sh "$T/plot2" "$T/plot2/curve.png" >"$T/out.txt" 2>&1
+    check "plot.sh: columns looked up by name, a partial last row skipped, OUT.png honoured" \
+        bash -c "[ $? -eq 0 ] && grep -q '(12 rows, steps 5 to 60)' $T/out.txt && [ -s $T/plot2/curve.png ]"
+    sed -i '1s/images_per_s/img_s/' "$T/plot2/metrics.csv"
+    bash jobs/plot.sh "$T/plot2" >"$T/out.txt" 2>"$T/err.txt"
+    check "plot.sh: a missing column: exit 1, one line naming it" \
+        bash -c "[ $? -eq 1 ] && [ \$(wc -l <$T/err.txt) -eq 1 ] && grep -q 'column images_per_s missing' $T/err.txt"
+else
+    fail "plot.sh" "gnuplot is not installed (make deps installs gnuplot-nox)"
+fi
+env PATH=/nonexistent /bin/bash jobs/plot.sh "$T/plot" >"$T/out.txt" 2>"$T/err.txt"
+rc=$?
+check "plot.sh without gnuplot on PATH: exit 1 (got $rc), one clear line" \
+    bash -c "[ $rc -eq 1 ] && [ ! -s $T/out.txt ] && [ \$(wc -l <$T/err.txt) -eq 1 ] &&
+             grep -q 'gnuplot not found on PATH (Debian: apt-get install gnuplot-nox)' $T/err.txt"
 
 # ---- launch checks inside mdiff-train (dist) ----------------------------------------------------
 ONE=(--data "$T/moons.h5" --mlp-width 16 --mlp-depth 1 --batch 16 --timesteps 50 --steps 1 --sample-every 0)
