@@ -16,7 +16,7 @@ MUTANT_TABLE='
 ddim_sign|src/diffusion/samplers.c|double v = cx0 * x0h[j] + ce * eps[j] + cx * x[j];|double v = cx0 * x0h[j] - ce * eps[j] + cx * x[j];|gaussians8_eps_ddim_dpmpp gaussians8_x0_ddim gaussians8_v_ddim
 dpm_correction_sign|src/diffusion/samplers.c|w1 = 1.0 + 0.5 / r;\n            w0 = -0.5 / r;|w1 = 1.0 - 0.5 / r;\n            w0 = 0.5 / r;|gaussians8_eps_ddim_dpmpp
 ddpm_mean_sign|src/diffusion/samplers.c|cx = sqrt(a) * omp / om;|cx = -sqrt(a) * omp / om;|gaussians8_xprev_ddpm swissroll_eps_ddpm
-ddpm_beta_not_posterior|src/diffusion/samplers.c|sigma = sqrt(b * omp / om);|sigma = sqrt(b);|gaussians8_xprev_ddpm swissroll_eps_ddpm
+ddpm_beta_not_posterior|src/diffusion/samplers.c|sigma = sqrt(b * omp / om);|sigma = sqrt(b);|swissroll_eps_ddpm
 v_read_as_eps|src/diffusion/schedule.c|x0 = a * xt - sg * f;\n            e = sg * xt + a * f;|x0 = (xt - sg * f) / a;\n            e = f;|gaussians8_v_ddim
 x0_read_as_eps|src/diffusion/schedule.c|x0 = f;\n            e = (xt - a * f) / sg;|x0 = (xt - sg * f) / a;\n            e = f;|gaussians8_x0_ddim
 xprev_residual_sign|src/diffusion/schedule.c|x0 = (xt + k * f - c2 * xt) / c1;|x0 = (xt - k * f - c2 * xt) / c1;|gaussians8_xprev_ddpm
