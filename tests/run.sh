@@ -38,20 +38,34 @@ run_suite() {  # name, command...
 only=${TESTS:-}
 selected() { [ -z "$only" ] || [[ "$1" == *$only* ]]; }
 
-echo "unit suites:"
-for src in tests/unit/test_*.c; do
-    [ -e "$src" ] || continue
-    n=$(basename "$src" .c)
-    selected "$n" && run_suite "$n" "$BUILD/tests/$n"
-done
-echo "MPI suites (np=2, np=3):"
-for src in tests/mpi/test_*.c; do
-    [ -e "$src" ] || continue
-    n=$(basename "$src" .c)
-    for np in 2 3; do
-        selected "$n" && run_suite "$n/np$np" env CK_FORK=no $MPIRUN -np $np "$BUILD/tests/$n"
+# run_compiled PASS NPS [VAR=VALUE...]: every unit suite, then every MPI suite at each np of NPS,
+# with the given environment; PASS ("" or "@kernel") is added to the suite names. A kernel pass runs
+# only the learned-quality case of test_e2e_train (its other cases check bits within one kernel).
+run_compiled() {
+    local pass=$1 nps=$2 n src np
+    shift 2
+    echo "unit suites$pass:"
+    for src in tests/unit/test_*.c; do
+        [ -e "$src" ] || continue
+        n=$(basename "$src" .c)
+        selected "$n" || continue
+        if [ -n "$pass" ] && [ "$n" = test_e2e_train ]; then
+            run_suite "$n$pass" env "$@" CK_RUN_CASE=toy "$BUILD/tests/$n"
+        else
+            run_suite "$n$pass" env "$@" "$BUILD/tests/$n"
+        fi
     done
-done
+    echo "MPI suites$pass (np=${nps// /, np=}):"
+    for src in tests/mpi/test_*.c; do
+        [ -e "$src" ] || continue
+        n=$(basename "$src" .c)
+        for np in $nps; do
+            selected "$n" && run_suite "$n/np$np$pass" env CK_FORK=no "$@" $MPIRUN -np $np "$BUILD/tests/$n"
+        done
+    done
+}
+
+run_compiled "" "2 3"
 echo "end-to-end scripts:"
 for s in tests/e2e/*.sh; do
     [ -e "$s" ] || continue
@@ -72,27 +86,14 @@ if [ -z "$alt" ]; then
     else alt=none; fi
 fi
 if [ "$alt" != none ]; then
-    echo "again under OPENBLAS_CORETYPE=$alt (a second kernel set; e2e: the learned-quality case):"
-    for src in tests/unit/test_*.c; do
-        [ -e "$src" ] || continue
-        n=$(basename "$src" .c)
-        selected "$n" || continue
-        if [ "$n" = test_e2e_train ]; then
-            run_suite "$n@$alt" env OPENBLAS_CORETYPE=$alt CK_RUN_CASE=toy "$BUILD/tests/$n"
-            # OpenBLAS falls back silently on a name it cannot run: the suite prints the kernel used
-            if ! grep -q "^OpenBLAS core: $alt " "$BUILD/test-logs/$n@$alt.log"; then
-                echo "  FAIL $n@$alt: OpenBLAS did not run the $alt kernels: $(grep '^OpenBLAS core' "$BUILD/test-logs/$n@$alt.log")"
-                failed=$((failed+1)); failed_names="$failed_names $n@$alt(kernel)"
-            fi
-        else
-            run_suite "$n@$alt" env OPENBLAS_CORETYPE=$alt "$BUILD/tests/$n"
-        fi
-    done
-    for src in tests/mpi/test_*.c; do
-        [ -e "$src" ] || continue
-        n=$(basename "$src" .c)
-        selected "$n" && run_suite "$n/np2@$alt" env CK_FORK=no OPENBLAS_CORETYPE=$alt $MPIRUN -np 2 "$BUILD/tests/$n"
-    done
+    echo "again under OPENBLAS_CORETYPE=$alt (a second kernel set):"
+    run_compiled "@$alt" 2 OPENBLAS_CORETYPE=$alt
+    # OpenBLAS falls back silently on a name it cannot run: the e2e suite prints the kernel it used
+    log="$BUILD/test-logs/test_e2e_train@$alt.log"
+    if [ -f "$log" ] && ! grep -q "^OpenBLAS core: $alt " "$log"; then
+        echo "  FAIL test_e2e_train@$alt: OpenBLAS did not run the $alt kernels: $(grep '^OpenBLAS core' "$log")"
+        failed=$((failed+1)); failed_names="$failed_names test_e2e_train@$alt(kernel)"
+    fi
 fi
 total_end=$(date +%s.%N)
 echo "total time: $(awk -v a="$total_start" -v b="$total_end" 'BEGIN{printf "%.1f", b-a}')s"
